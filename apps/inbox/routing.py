@@ -1,0 +1,7 @@
+from django.urls import path
+
+from apps.inbox import consumers
+
+websocket_urlpatterns = [
+    path("ws/v1/events/", consumers.EventsConsumer.as_asgi()),
+]

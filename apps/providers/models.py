@@ -1,0 +1,83 @@
+import uuid
+
+from django.db import models
+
+from apps.core.crypto import EncryptedJSONField
+
+
+class Channel(models.Model):
+    """One connected channel of an organization. Secrets live in `secrets`, encrypted at rest."""
+
+    class Kind(models.TextChoices):
+        TWILIO_WHATSAPP = "twilio_whatsapp", "WhatsApp (Twilio)"
+        TWILIO_SMS = "twilio_sms", "SMS (Twilio)"
+        META_WHATSAPP = "meta_whatsapp", "WhatsApp (Cloud API)"
+        MESSENGER = "messenger", "Messenger"
+        INSTAGRAM = "instagram", "Instagram"
+        TELEGRAM = "telegram", "Telegram"
+        EMAIL = "email", "Email"
+        SANDBOX = "sandbox", "WhatsApp (sandbox)"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
+        ERROR = "error", "Error"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="channels")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=100)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.CharField(max_length=300, blank=True)
+    # Non-secret provider configuration (Twilio: account_sid, sender).
+    config = models.JSONField(default=dict, blank=True)
+    # Secret provider configuration (Twilio: auth_token). Write-only everywhere.
+    secrets = EncryptedJSONField(blank=True, default=dict)
+    # Behaviour switches (read receipts, typing indicators...).
+    settings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        indexes = [models.Index(fields=["organization", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class InboundEvent(models.Model):
+    """A verified webhook event, stored before we answer the provider. Nothing is lost:
+    processing is retried by a sweep and can be replayed from the admin."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+        # A status for a provider id we have not recorded yet; applied when we record it.
+        DEFERRED = "deferred", "Waiting for its message"
+        FAILED = "failed", "Failed"
+
+    provider = models.CharField(max_length=20)
+    # Where the provider sent it: the channel uuid, or (Meta) the page / account / phone number id.
+    destination = models.CharField(max_length=100)
+    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    organization = models.ForeignKey("accounts.Organization", null=True, blank=True, on_delete=models.CASCADE)
+    event_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=30)
+    # The provider message id this event is about (for statuses that arrive before their message).
+    ref = models.CharField(max_length=255, blank=True, db_index=True)
+    body = models.JSONField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "destination", "event_id"], name="unique_inbound_event"),
+        ]
+        indexes = [models.Index(fields=["state", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.kind}:{self.event_id}"

@@ -70,3 +70,36 @@ def bob_client(bob):
 @pytest.fixture
 def charlie_client(charlie):
     return _client_for(charlie)
+
+
+@pytest.fixture(scope="session")
+def _fake_twilio_server():
+    from tests.fakes.twilio import FakeTwilio
+
+    fake = FakeTwilio().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_twilio(_fake_twilio_server, settings):
+    """The fake Twilio server (real HTTP on 127.0.0.1) with the test account; the app's real
+    Twilio client reaches it through TWILIO_API_BASE."""
+    fake = _fake_twilio_server
+    fake.reset()
+    fake.add_account(factories.TEST_ACCOUNT_SID, factories.TEST_AUTH_TOKEN, [factories.TEST_SENDER])
+    settings.TWILIO_API_BASE = fake.base_url
+    settings.TWILIO_MEDIA_HOSTS = [*settings.TWILIO_MEDIA_HOSTS, "127.0.0.1"]
+    return fake
+
+
+@pytest.fixture
+def whatsapp(acme):
+    """Acme's Twilio WhatsApp channel, configured for the fake Twilio account."""
+    return factories.ChannelFactory(organization=acme)
+
+
+@pytest.fixture
+def customer(acme):
+    """An opted-in Acme contact with a valid phone."""
+    return factories.ContactFactory(organization=acme, name="Siti Rahman", phone="+60123456789")

@@ -110,6 +110,9 @@ class Message(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Set (and committed) just before the provider is called: a lease that expires with it set
+    # means the provider may have the message, so the sweep marks it unknown instead of resending.
+    attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -1,0 +1,139 @@
+"""The sandbox channel: answers like a WhatsApp provider from inside the app, so the demo needs
+no account. A send is "delivered", then "read", then the customer replies; every one of those
+enters through the real inbound path (a signed webhook body, recorded, then processed).
+
+Webhook format (JSON, signed with HMAC-SHA256 of the raw body in `X-Parley-Signature`):
+
+    {"type": "message", "id": "SB…", "from": "+60123456789", "name": "Siti", "text": "Hello"}
+    {"type": "status", "id": "SB…:delivered", "message_id": "SB…", "status": "delivered"}
+
+A body may also be a list of such objects.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import threading
+
+from django.conf import settings
+
+from apps.providers.adapters.base import (
+    InboundMessage,
+    OutboundMessage,
+    PermanentSendError,
+    RawEvent,
+    SendResult,
+    StatusUpdate,
+    WebhookRequest,
+)
+from apps.providers.media import MediaRefused
+from apps.providers.registry import register
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Parley-Signature"
+STATUSES = {"sent", "delivered", "read", "failed"}
+# The simulated customer's steps after a send, in order (delays from settings.SANDBOX_DELAYS).
+SIMULATED_STEPS = ("delivered", "read", "reply")
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def new_id() -> str:
+    return "SB" + secrets.token_hex(16)
+
+
+@register("sandbox")
+class SandboxAdapter:
+    kind = "sandbox"
+
+    def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = ""):
+        self.webhook_secret = (secrets.get("webhook_secret") or "").strip()
+        self.channel_uuid = channel_uuid
+
+    def missing_configuration(self) -> list[str]:
+        return []
+
+    # Inbound -----------------------------------------------------------------------------
+
+    def verify_signature(self, request: WebhookRequest) -> bool:
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not signature or not self.webhook_secret:
+            return False
+        return hmac.compare_digest(sign(self.webhook_secret, request.body), signature)
+
+    def split_webhook(self, request: WebhookRequest, *, kind: str) -> list[RawEvent]:
+        try:
+            payload = json.loads(request.body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("Not a sandbox webhook: the body is not JSON.") from None
+        items = payload if isinstance(payload, list) else [payload]
+        events = []
+        for item in items:
+            if not isinstance(item, dict) or not item.get("id"):
+                raise ValueError("Not a sandbox webhook: every event needs an id.")
+            event_kind = item.get("type") or kind
+            if event_kind == "message":
+                if not item.get("from"):
+                    raise ValueError("A sandbox message needs a sender ('from').")
+                events.append(RawEvent(event_id=str(item["id"]), kind="message", body=item, ref=str(item["id"])))
+            elif event_kind == "status":
+                if not item.get("message_id") or item.get("status") not in STATUSES:
+                    raise ValueError("A sandbox status needs message_id and a known status.")
+                events.append(RawEvent(event_id=str(item["id"]), kind="status", body=item, ref=str(item["message_id"])))
+            else:
+                raise ValueError(f"Unknown sandbox event type {event_kind!r}.")
+        return events
+
+    def normalize(self, event_kind: str, body: dict) -> InboundMessage | StatusUpdate | None:
+        if event_kind == "status":
+            return StatusUpdate(
+                external_id=str(body["message_id"]),
+                status=str(body["status"]),
+                error_code=str(body.get("error_code") or ""),
+                error_reason=str(body.get("error_reason") or ""),
+            )
+        text = str(body.get("text") or "")
+        word = text.strip().lower()
+        consent = "opt_out" if word == "stop" else "opt_in" if word == "start" else ""
+        return InboundMessage(
+            external_id=str(body["id"]),
+            sender=str(body["from"]),
+            sender_name=str(body.get("name") or ""),
+            text=text,
+            consent=consent,
+        )
+
+    def fetch_media(self, url: str, *, max_bytes: int) -> tuple[bytes, str]:
+        raise MediaRefused("The sandbox does not fetch media.")
+
+    # Outbound ----------------------------------------------------------------------------
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        if not message.to:
+            raise PermanentSendError("Failed to send via the sandbox: the contact has no address.", code="no_address")
+        external_id = new_id()
+        text = message.text or ("[template]" if message.template_id else "[attachment]")
+        simulate(channel_uuid=self.channel_uuid, external_id=external_id, to=message.to, text=text)
+        return SendResult(external_id=external_id, status="sent")
+
+
+def simulate(*, channel_uuid: str, external_id: str, to: str, text: str) -> None:
+    """Schedule the delivered, read and reply steps. Celery countdowns where a worker runs them;
+    in eager mode (no Redis) Celery ignores countdowns, so a timer thread waits instead."""
+    from apps.providers import tasks  # the ORM side lives in tasks/inbound, never here
+
+    task = tasks.sandbox_simulate_task
+    for step in SIMULATED_STEPS:
+        delay = float(settings.SANDBOX_DELAYS.get(step, 0))
+        args = (channel_uuid, step, external_id, to, text)
+        if task.app.conf.task_always_eager:
+            timer = threading.Timer(delay, tasks.sandbox_simulate_in_thread, args=args)
+            timer.daemon = True
+            timer.start()
+        else:
+            task.apply_async(args=args, countdown=delay)

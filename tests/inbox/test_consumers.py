@@ -1,0 +1,312 @@
+"""The inbox's websockets, through the full ASGI application (origin check, session auth) and the
+real Redis channel layer: every payload crosses msgpack, so only ids and strings go through."""
+
+import json
+import zoneinfo
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from guardian.shortcuts import assign_perm
+
+from apps.conversations import services
+from apps.conversations.models import ConversationRead
+from apps.inbox import live
+from config.asgi import application
+from tests import factories
+from tests.inbox.conftest import session_cookie
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_layer")]
+
+ORIGIN = b"http://testserver"
+
+
+def communicator(path: str, cookie: bytes | None = None, origin: bytes = ORIGIN) -> WebsocketCommunicator:
+    headers = [(b"origin", origin)]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+@pytest.fixture
+def conversation(whatsapp, customer):
+    return factories.ConversationFactory(channel=whatsapp, contact=customer)
+
+
+def record_inbound(conversation, text: str, external_id: str):
+    with transaction.atomic():
+        message, _ = services.message_record_inbound(conversation=conversation, external_id=external_id, text=text)
+    return message
+
+
+def run(scenario):
+    async_to_sync(scenario)()
+
+
+async def receive_all(ws: WebsocketCommunicator, frames: int) -> str:
+    return "".join([await ws.receive_from(timeout=3) for _ in range(frames)])
+
+
+def test_unauthenticated_socket_is_refused():
+    async def scenario():
+        ws = communicator("/ws/inbox/")
+        connected, code = await ws.connect()
+        assert (connected, code) == (False, 4403)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_foreign_origin_is_refused(alice, acme):
+    cookie = session_cookie(alice, acme)
+
+    async def scenario():
+        ws = communicator("/ws/inbox/", cookie, origin=b"https://evil.example")
+        connected, _ = await ws.connect()
+        assert not connected
+        await ws.disconnect()
+
+        same_origin = communicator("/ws/inbox/", cookie)
+        connected, _ = await same_origin.connect()
+        assert connected
+        await same_origin.disconnect()
+
+    run(scenario)
+
+
+def test_watched_conversation_receives_bubble_and_row_for_inbound_message(alice, acme, conversation):
+    cookie = session_cookie(alice, acme)
+
+    async def scenario():
+        ws = communicator(f"/ws/inbox/?conversation={conversation.pk}", cookie)
+        assert (await ws.connect())[0]
+        message = await sync_to_async(record_inbound)(conversation, "Hello <b>there</b>\nsecond line", "SM" + "a" * 32)
+        html = await receive_all(ws, 2)  # message_created, then conversation_updated
+        assert '<div id="messages" hx-swap-oob="beforeend">' in html
+        assert f'id="message-{message.pk}"' in html
+        assert f'id="message-{message.pk}-status"' in html
+        assert "Hello &lt;b&gt;there&lt;/b&gt;" in html and "<b>there</b>" not in html
+        # The row moves to the top of the list: removed where it was, inserted first.
+        assert f'<div id="conversation-{conversation.pk}" hx-swap-oob="delete"></div>' in html
+        assert '<div id="conversation-list" hx-swap-oob="afterbegin">' in html
+        assert html.index('id="conversation-list"') < html.rindex(f'id="conversation-{conversation.pk}"')
+        assert "Siti Rahman" in html
+        await ws.disconnect()
+
+    run(scenario)
+    # Watching the conversation reads it: no unread badge for alice.
+    assert ConversationRead.objects.filter(conversation=conversation, user=alice).exists()
+
+
+def test_socket_not_watching_gets_row_with_unread_state_but_no_bubble(alice, acme, conversation):
+    cookie = session_cookie(alice, acme)
+
+    async def scenario():
+        ws = communicator("/ws/inbox/", cookie)
+        assert (await ws.connect())[0]
+        message = await sync_to_async(record_inbound)(conversation, "Are you there?", "SM" + "b" * 32)
+        first = await ws.receive_from(timeout=3)
+        assert f'id="message-{message.pk}"' not in first
+        assert '<div id="conversation-list" hx-swap-oob="afterbegin">' in first
+        row = await ws.receive_from(timeout=3)  # conversation_updated: the row in place
+        assert row.startswith(f'<a id="conversation-{conversation.pk}"') or f'id="conversation-{conversation.pk}"' in row
+        assert 'hx-swap-oob="outerHTML"' in row
+        assert "Are you there?" in first
+        await ws.disconnect()
+
+    run(scenario)
+    assert not ConversationRead.objects.filter(conversation=conversation, user=alice).exists()
+    row = live.conversation_row_html(
+        membership=alice.memberships.get(), conversation_id=conversation.pk, filters=live.ListFilters()
+    )
+    assert "unread" in row
+
+
+def test_status_change_replaces_the_status_element(alice, acme, conversation):
+    cookie = session_cookie(alice, acme)
+    outbound = factories.MessageFactory(conversation=conversation, direction="outbound", status="sent", sender=alice)
+
+    async def scenario():
+        ws = communicator(f"/ws/inbox/?conversation={conversation.pk}", cookie)
+        assert (await ws.connect())[0]
+
+        def deliver():
+            with transaction.atomic():
+                services.message_status_apply(message=outbound, status="delivered")
+
+        await sync_to_async(deliver)()
+        html = await ws.receive_from(timeout=3)
+        assert html.startswith("<")
+        assert f'id="message-{outbound.pk}-status"' in html
+        assert 'hx-swap-oob="outerHTML"' in html
+        assert f'id="message-{outbound.pk}"' not in html.replace(f'id="message-{outbound.pk}-status"', "")
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_status_change_is_not_sent_to_sockets_on_other_conversations(alice, acme, conversation, whatsapp):
+    cookie = session_cookie(alice, acme)
+    other = factories.ConversationFactory(channel=whatsapp, contact=factories.ContactFactory(organization=acme))
+    outbound = factories.MessageFactory(conversation=conversation, direction="outbound", status="sent")
+
+    async def scenario():
+        elsewhere = communicator(f"/ws/inbox/?conversation={other.pk}", cookie)
+        here = communicator(f"/ws/inbox/?conversation={conversation.pk}", cookie)
+        assert (await elsewhere.connect())[0] and (await here.connect())[0]
+
+        def read():
+            with transaction.atomic():
+                services.message_status_apply(message=outbound, status="read")
+
+        await sync_to_async(read)()
+        assert f'id="message-{outbound.pk}-status"' in await here.receive_from(timeout=3)
+        assert await elsewhere.receive_nothing(timeout=0.3)
+        await elsewhere.disconnect()
+        await here.disconnect()
+
+    run(scenario)
+
+
+def test_other_organization_sees_nothing_and_cannot_subscribe(alice, acme, charlie, globex, conversation):
+    alice_cookie = session_cookie(alice, acme)
+    charlie_cookie = session_cookie(charlie, globex)
+
+    async def scenario():
+        forbidden = communicator(f"/ws/inbox/?conversation={conversation.pk}", charlie_cookie)
+        connected, _ = await forbidden.connect()
+        assert connected
+        assert await forbidden.receive_output(timeout=3) == {"type": "websocket.close", "code": 4404}
+
+        missing = communicator("/ws/inbox/?conversation=987654321", charlie_cookie)
+        await missing.connect()
+        assert await missing.receive_output(timeout=3) == {"type": "websocket.close", "code": 4404}
+
+        watcher = communicator("/ws/inbox/", charlie_cookie)
+        witness = communicator("/ws/inbox/", alice_cookie)
+        assert (await watcher.connect())[0] and (await witness.connect())[0]
+        await sync_to_async(record_inbound)(conversation, "Acme only", "SM" + "c" * 32)
+        assert "Acme only" in await witness.receive_from(timeout=3)
+        assert await watcher.receive_nothing(timeout=0.5)
+        await watcher.disconnect()
+        await witness.disconnect()
+
+    run(scenario)
+
+
+def test_agent_without_the_channel_sees_nothing_until_given_it(alice, acme, bob, conversation, whatsapp):
+    alice_cookie = session_cookie(alice, acme)
+    bob_cookie = session_cookie(bob, acme)
+
+    async def scenario():
+        forbidden = communicator(f"/ws/inbox/?conversation={conversation.pk}", bob_cookie)
+        await forbidden.connect()
+        assert await forbidden.receive_output(timeout=3) == {"type": "websocket.close", "code": 4404}
+
+        bob_ws = communicator("/ws/inbox/", bob_cookie)
+        alice_ws = communicator("/ws/inbox/", alice_cookie)
+        assert (await bob_ws.connect())[0] and (await alice_ws.connect())[0]
+        await sync_to_async(record_inbound)(conversation, "For the WhatsApp team", "SM" + "d" * 32)
+        assert "For the WhatsApp team" in await alice_ws.receive_from(timeout=3)
+        assert await bob_ws.receive_nothing(timeout=0.5)
+        await bob_ws.disconnect()
+        await alice_ws.disconnect()
+
+        await sync_to_async(assign_perm)("providers.view_channel", bob, whatsapp)
+        granted = communicator(f"/ws/inbox/?conversation={conversation.pk}", bob_cookie)
+        assert (await granted.connect())[0]
+        message = await sync_to_async(record_inbound)(conversation, "Now bob sees it", "SM" + "e" * 32)
+        assert f'id="message-{message.pk}"' in await granted.receive_from(timeout=3)
+        await granted.disconnect()
+
+    run(scenario)
+
+
+def test_list_filters_remove_rows_that_leave_the_view(alice, acme, bob, conversation):
+    cookie = session_cookie(alice, acme)
+    conversation.assignee = alice
+    conversation.save()
+
+    async def scenario():
+        mine = communicator("/ws/inbox/?view=mine", cookie)
+        assert (await mine.connect())[0]
+
+        def assign_to_bob():
+            services.conversation_assign(conversation=conversation, assignee=bob, membership=None)
+
+        await sync_to_async(assign_to_bob)()
+        assert await mine.receive_from(timeout=3) == f'<div id="conversation-{conversation.pk}" hx-swap-oob="delete"></div>'
+        # Not in "Mine" any more: a new message does not bring it back into that list.
+        await sync_to_async(record_inbound)(conversation, "Still here", "SM" + "f" * 32)
+        assert 'id="conversation-list"' not in await mine.receive_from(timeout=3)
+        await mine.disconnect()
+
+    run(scenario)
+
+
+def test_events_consumer_delivers_json_to_its_organization_only(alice, acme, charlie, globex, conversation):
+    alice_cookie = session_cookie(alice, acme)
+    charlie_cookie = session_cookie(charlie, globex)
+
+    async def scenario():
+        acme_ws = communicator("/ws/v1/events/", alice_cookie)
+        globex_ws = communicator("/ws/v1/events/", charlie_cookie)
+        assert (await acme_ws.connect())[0] and (await globex_ws.connect())[0]
+        message = await sync_to_async(record_inbound)(conversation, "json", "SM" + "0" * 32)
+        event = json.loads(await acme_ws.receive_from(timeout=3))
+        assert event == {
+            "type": "message.created",
+            "organization_id": acme.pk,
+            "channel_id": conversation.channel_id,
+            "conversation_id": conversation.pk,
+            "message_id": message.pk,
+        }
+        assert json.loads(await acme_ws.receive_from(timeout=3))["type"] == "conversation.updated"
+        assert await globex_ws.receive_nothing(timeout=0.5)
+        await acme_ws.send_json_to({"type": "ping"})
+        assert await acme_ws.receive_json_from(timeout=3) == {"type": "pong"}
+        await acme_ws.disconnect()
+        await globex_ws.disconnect()
+
+    run(scenario)
+
+
+def test_rendering_takes_the_same_queries_whatever_the_attachments(alice, conversation, django_assert_num_queries):
+    membership = alice.memberships.get()
+    few = factories.MessageFactory(conversation=conversation)
+    many = factories.MessageFactory(conversation=conversation)
+    for message, count in ((few, 1), (many, 4)):
+        for n in range(count):
+            message.attachments.create(
+                organization=conversation.organization, file=f"attachments/{n}.png", content_type="image/png",
+                filename=f"{n}.png", size=10,
+            )
+
+    def render(message):
+        return live.message_created_html(
+            membership=membership, conversation_id=conversation.pk, message_id=message.pk, watching=True,
+            filters=live.ListFilters(),
+        )
+
+    render(few)  # warm caches (content types, guardian) so both counts compare like with like
+    with CaptureQueriesContext(connection) as few_queries:
+        assert f'id="message-{few.pk}"' in render(few)
+    with django_assert_num_queries(len(few_queries.captured_queries)):
+        assert f'id="message-{many.pk}"' in render(many)
+
+
+def test_time_zone_cookie_is_validated():
+    assert live.timezone_from_cookie("Asia/Kuala_Lumpur") == zoneinfo.ZoneInfo("Asia/Kuala_Lumpur")
+    assert live.timezone_from_cookie("Not/AZone") is None
+    assert live.timezone_from_cookie("../../etc/passwd") is None
+    assert live.timezone_from_cookie("") is None
+    assert live.timezone_from_cookie(None) is None
+
+
+def test_filters_come_from_the_query_like_the_list_page():
+    assert live.filters_from_query({"view": ["mine"], "status": ["open"], "channel": ["7"]}) == live.ListFilters(
+        status="open", channel_id=7, assignee="me"
+    )
+    assert live.filters_from_query({"status": ["<script>"], "channel": ["x"]}) == live.ListFilters()

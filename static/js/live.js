@@ -1,0 +1,243 @@
+/* Live updates for the inbox page: the websocket is a hint, the server's pages are the truth.
+ *
+ * The page opens its socket with the htmx ws extension (hx-ext="ws" ws-connect="/ws/inbox/…"),
+ * which applies the out-of-band fragments the server sends. This file adds what the extension
+ * leaves to us:
+ *   - the browser's time zone in the `tz` cookie, so the server renders times in it;
+ *   - after a reconnect, reload the visible fragments (frames sent while we were away are lost);
+ *   - reconnect after a clean close too (the extension only retries abnormal closes);
+ *   - while the socket is down (cannot connect, or keeps closing), poll the fragments;
+ *   - keep one bubble per message, and stay at the bottom when already there.
+ * `document.body.dataset.live` says where we are: connecting, open, closed or polling.
+ */
+(function () {
+  "use strict";
+
+  var POLL_EVERY_MS = 4000;
+  var POLL_AFTER_MS = 3000; // down this long (or never up): start polling
+  var GIVE_UP_CODES = [4403, 4404]; // not signed in / not visible: retrying will not help
+  var EXTENSION_RETRIES = [1006, 1011, 1012, 1013]; // the ws extension reconnects these itself
+
+  setTimeZoneCookie();
+
+  var state = { everOpened: false, open: false, closedSinceOpen: false, pollTimer: null, downTimer: null, retries: 0 };
+
+  function setTimeZoneCookie() {
+    try {
+      var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      if (zone && document.cookie.indexOf("tz=" + encodeURIComponent(zone)) === -1) {
+        document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; SameSite=Lax";
+      }
+    } catch (e) {
+      /* no Intl: the server's zone is used */
+    }
+  }
+
+  function setLive(value) {
+    if (document.body) document.body.dataset.live = value;
+  }
+
+  function socketElement() {
+    return document.querySelector("[ws-connect]");
+  }
+
+  // ---- resync: fetch the visible fragments again -------------------------------------------
+
+  var FRAGMENTS = ["conversation-list", "messages", "window-banner"];
+
+  function fragmentUrl(element) {
+    return element.getAttribute("data-refresh-url") || element.getAttribute("hx-get") || window.location.href;
+  }
+
+  function fetchFragment(element) {
+    var url = fragmentUrl(element);
+    var headers = { "X-Requested-With": "XMLHttpRequest" };
+    if (url !== window.location.href) {
+      // Through its normal hx-get URL, as htmx itself would ask for it.
+      headers["HX-Request"] = "true";
+      headers["HX-Target"] = element.id;
+      headers["HX-Current-URL"] = window.location.href;
+    }
+    return fetch(url, { headers: headers, credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error("resync of #" + element.id + " answered " + response.status);
+      return response.text();
+    }).then(function (html) {
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      var fresh = doc.getElementById(element.id);
+      if (!fresh) {
+        // A fragment endpoint may answer with the container's content only.
+        fresh = document.createElement(element.tagName);
+        fresh.innerHTML = doc.body.innerHTML;
+      }
+      return fresh;
+    });
+  }
+
+  function mergeMessages(current, fresh) {
+    // Keep older messages the agent scrolled up to; update the ones we have; add the missing.
+    var atBottom = isAtBottom(current);
+    Array.prototype.forEach.call(fresh.children, function (child) {
+      var existing = child.id ? document.getElementById(child.id) : null;
+      var node = document.importNode(child, true);
+      if (existing && current.contains(existing)) {
+        existing.replaceWith(node);
+      } else if (child.id && child.id.indexOf("message-") === 0) {
+        current.appendChild(node);
+      } else {
+        return;
+      }
+      htmx.process(node);
+    });
+    dedupeMessages(current);
+    if (atBottom) scrollToBottom(current);
+  }
+
+  function replaceChildren(current, fresh) {
+    current.innerHTML = fresh.innerHTML;
+    htmx.process(current);
+  }
+
+  function resync() {
+    var jobs = FRAGMENTS.map(function (id) {
+      var element = document.getElementById(id);
+      if (!element) return Promise.resolve();
+      return fetchFragment(element).then(function (fresh) {
+        if (id === "messages") mergeMessages(element, fresh);
+        else replaceChildren(element, fresh);
+      }).catch(function (error) {
+        if (window.console) console.warn(error);
+      });
+    });
+    return Promise.all(jobs).then(function () {
+      document.body.dispatchEvent(new CustomEvent("live:resynced", { bubbles: true }));
+    });
+  }
+
+  // ---- polling while the socket is down -----------------------------------------------------
+
+  function startPolling() {
+    if (state.pollTimer || state.open) return;
+    setLive("polling");
+    resync();
+    state.pollTimer = window.setInterval(resync, POLL_EVERY_MS);
+  }
+
+  function stopPolling() {
+    if (state.pollTimer) window.clearInterval(state.pollTimer);
+    state.pollTimer = null;
+  }
+
+  function pollIfStillDown() {
+    if (state.downTimer) return;
+    state.downTimer = window.setTimeout(function () {
+      state.downTimer = null;
+      if (!state.open) startPolling();
+    }, POLL_AFTER_MS);
+  }
+
+  // ---- the extension's events ----------------------------------------------------------------
+
+  document.addEventListener("htmx:wsConnecting", function () {
+    if (!state.open && !state.pollTimer) setLive("connecting");
+  });
+
+  document.addEventListener("htmx:wsOpen", function () {
+    var wasAway = state.closedSinceOpen || state.pollTimer !== null;
+    state.open = true;
+    state.everOpened = true;
+    state.closedSinceOpen = false;
+    state.retries = 0;
+    stopPolling();
+    if (state.downTimer) window.clearTimeout(state.downTimer);
+    state.downTimer = null;
+    setLive("open");
+    if (wasAway) resync();
+  });
+
+  document.addEventListener("htmx:wsClose", function (event) {
+    var code = event.detail && event.detail.event ? event.detail.event.code : 1006;
+    state.open = false;
+    state.closedSinceOpen = true;
+    setLive("closed");
+    if (GIVE_UP_CODES.indexOf(code) >= 0) {
+      startPolling();
+      return;
+    }
+    if (EXTENSION_RETRIES.indexOf(code) < 0 && socketElement()) {
+      // A clean close (server restart, proxy idle timeout): the extension will not retry.
+      var wrapper = event.detail.socketWrapper;
+      var delay = Math.min(30000, 500 * Math.pow(2, state.retries)) * (0.5 + Math.random() / 2);
+      state.retries += 1;
+      window.setTimeout(function () {
+        if (!state.open && wrapper && wrapper.reconnect) wrapper.reconnect();
+      }, delay);
+    }
+    pollIfStillDown();
+  });
+
+  document.addEventListener("htmx:wsError", function () {
+    if (!state.open) pollIfStillDown();
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var messages = document.getElementById("messages");
+    if (messages) dedupeMessages(messages);
+  });
+
+  // Remember whether the agent was reading the newest message before a frame lands.
+  var stickToBottom = true;
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    var messages = document.getElementById("messages");
+    stickToBottom = !messages || isAtBottom(messages);
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var messages = document.getElementById("messages");
+    if (messages && stickToBottom) scrollToBottom(messages);
+  });
+
+  // A send's own response and the socket's frame can both bring the same bubble.
+  document.addEventListener("htmx:afterSettle", function () {
+    var messages = document.getElementById("messages");
+    if (messages) dedupeMessages(messages);
+  });
+
+  function dedupeMessages(container) {
+    var seen = {};
+    Array.prototype.slice.call(container.querySelectorAll("[id^='message-']")).forEach(function (element) {
+      if (!/^message-\d+$/.test(element.id)) return;
+      if (seen[element.id]) element.remove();
+      else seen[element.id] = true;
+    });
+  }
+
+  function isAtBottom(element) {
+    var scroller = scrollerOf(element);
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  }
+
+  function scrollToBottom(element) {
+    var scroller = scrollerOf(element);
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  function scrollerOf(element) {
+    var node = element;
+    while (node && node !== document.body) {
+      var style = window.getComputedStyle(node);
+      if ((style.overflowY === "auto" || style.overflowY === "scroll") && node.scrollHeight > node.clientHeight) return node;
+      node = node.parentElement;
+    }
+    return document.scrollingElement || document.documentElement;
+  }
+
+  // A page whose socket never opens (blocked by a proxy, server without websockets) polls.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!socketElement()) return;
+    setLive("connecting");
+    window.setTimeout(function () {
+      if (!state.everOpened) startPolling();
+    }, POLL_AFTER_MS);
+  });
+
+  window.parleyLive = { resync: resync, state: state };
+})();

@@ -73,3 +73,16 @@ def channel_configure_twilio(
         channel.status, channel.status_reason = Channel.Status.ACTIVE, ""
     channel.save(update_fields=["config", "secrets", "status", "status_reason", "updated_at"])
     return channel
+
+
+@transaction.atomic
+def channel_create_twilio(
+    *, organization, name: str, account_sid: str, sender: str, auth_token: str, enabled: bool = True
+) -> Channel:
+    """A new Twilio WhatsApp channel for the organization, configured in the same transaction."""
+    channel = Channel.objects.create(
+        organization=organization, kind=Channel.Kind.TWILIO_WHATSAPP, name=name.strip(), status=Channel.Status.DISABLED
+    )
+    return channel_configure_twilio(
+        channel=channel, account_sid=account_sid, sender=sender, auth_token=auth_token, enabled=enabled
+    )

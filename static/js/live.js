@@ -141,7 +141,14 @@
     if (!state.open && !state.pollTimer) setLive("connecting");
   });
 
-  document.addEventListener("htmx:wsOpen", function () {
+  // The page points its socket elsewhere by swapping the `[ws-connect]` element: the old
+  // socket's events no longer speak for the page.
+  function current(event) {
+    return event.target && document.body.contains(event.target);
+  }
+
+  document.addEventListener("htmx:wsOpen", function (event) {
+    if (!current(event)) return;
     var wasAway = state.closedSinceOpen || state.pollTimer !== null;
     state.open = true;
     state.everOpened = true;
@@ -155,6 +162,7 @@
   });
 
   document.addEventListener("htmx:wsClose", function (event) {
+    if (!current(event)) return;
     var code = event.detail && event.detail.event ? event.detail.event.code : 1006;
     state.open = false;
     state.closedSinceOpen = true;
@@ -163,20 +171,21 @@
       startPolling();
       return;
     }
-    if (EXTENSION_RETRIES.indexOf(code) < 0 && socketElement()) {
+    if (EXTENSION_RETRIES.indexOf(code) < 0) {
       // A clean close (server restart, proxy idle timeout): the extension will not retry.
       var wrapper = event.detail.socketWrapper;
+      var source = event.target;
       var delay = Math.min(30000, 500 * Math.pow(2, state.retries)) * (0.5 + Math.random() / 2);
       state.retries += 1;
       window.setTimeout(function () {
-        if (!state.open && wrapper && wrapper.reconnect) wrapper.reconnect();
+        if (!state.open && document.body.contains(source) && wrapper && wrapper.reconnect) wrapper.reconnect();
       }, delay);
     }
     pollIfStillDown();
   });
 
-  document.addEventListener("htmx:wsError", function () {
-    if (!state.open) pollIfStillDown();
+  document.addEventListener("htmx:wsError", function (event) {
+    if (current(event) && !state.open) pollIfStillDown();
   });
 
   document.addEventListener("htmx:wsAfterMessage", function () {

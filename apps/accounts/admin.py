@@ -1,0 +1,80 @@
+from django.contrib import admin, messages
+
+from apps.accounts import services
+from apps.accounts.models import ApiToken, Membership, Organization, Team
+from apps.core.admin import OrganizationScopedAdmin
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrganizationScopedAdmin):
+    organization_field = "pk"
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrganizationScopedAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "user__email", "organization__name"]
+    list_select_related = ["user", "organization"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(OrganizationScopedAdmin):
+    list_display = ["name", "organization", "created_at"]
+    search_fields = ["name", "organization__name"]
+    list_select_related = ["organization"]
+    fields = ["organization", "name"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save()
+            return
+        # A team is backed by an auth Group (channel access goes through it): the service makes both.
+        team = services.team_create(organization=obj.organization, name=obj.name)
+        obj.pk, obj.group, obj.created_at = team.pk, team.group, team.created_at
+        obj._state.adding = False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(OrganizationScopedAdmin):
+    organization_field = "membership__organization"
+    list_display = ["name", "prefix", "membership", "created_at", "last_used_at"]
+    search_fields = ["name", "prefix", "membership__user__username", "membership__organization__name"]
+    list_select_related = ["membership__user", "membership__organization"]
+    raw_id_fields = ["membership"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["membership", "name"]
+        return ["membership", "name", "prefix", "created_at", "last_used_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Only the hash is stored; the key itself is shown once, when it is created.
+        return [] if obj is None else ["membership", "prefix", "created_at", "last_used_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save()
+            return
+        token, key = services.api_token_create(membership=obj.membership, name=obj.name)
+        obj.pk, obj.prefix, obj.key_hash, obj.created_at = token.pk, token.prefix, token.key_hash, token.created_at
+        obj._state.adding = False
+        self.message_user(
+            request,
+            f"The key for “{token.name}” is {key} — copy it now: it is shown only once.",
+            messages.WARNING,
+        )

@@ -80,7 +80,9 @@ class BaseUrlHttpClient(TwilioHttpClient):
     """The real Twilio HTTP client, pointed at TWILIO_API_BASE (a local fake in tests)."""
 
     def __init__(self, base: str):
-        super().__init__(timeout=(settings.PROVIDER_CONNECT_TIMEOUT, settings.PROVIDER_READ_TIMEOUT))
+        super().__init__()
+        # requests takes (connect, read); the SDK's constructor only validates a single number.
+        self.timeout = (settings.PROVIDER_CONNECT_TIMEOUT, settings.PROVIDER_READ_TIMEOUT)
         self.base = base.rstrip("/")
 
     def request(self, method, url, *args, **kwargs):

@@ -127,7 +127,13 @@ class InboxConsumer(OrganizationConsumer):
         )
 
     async def inbox_conversation_updated(self, event):
-        await self._push(event, live.conversation_row_html, conversation_id=event["conversation_id"], filters=self.filters)
+        await self._push(
+            event,
+            live.conversation_row_html,
+            conversation_id=event["conversation_id"],
+            filters=self.filters,
+            watching=event["conversation_id"] == self.watching,
+        )
 
     async def _push(self, event: dict, render, **kwargs):
         if not self.visible(event):

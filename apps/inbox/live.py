@@ -9,6 +9,7 @@ Returns "" when there is nothing this viewer should receive.
 
 import zoneinfo
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -26,6 +27,13 @@ class ListFilters:
     status: str = ""
     channel_id: int | None = None
     assignee: str = ""  # "me", "unassigned" or ""
+
+    @property
+    def query(self) -> str:
+        """The list's query string, kept on row links like the page keeps it."""
+        params = {"view": {"me": "mine"}.get(self.assignee, self.assignee), "channel": self.channel_id, "status": self.status}
+        kept = {key: value for key, value in params.items() if value}
+        return "?" + urlencode(kept) if kept else ""
 
 
 def timezone_from_cookie(value: str | None) -> zoneinfo.ZoneInfo | None:
@@ -73,7 +81,7 @@ def message_created_html(
                 parts.append(f'<div id="messages" hx-swap-oob="beforeend">{bubble}</div>')
         conversation = _conversation(membership=membership, conversation_id=conversation_id, filters=filters)
         if conversation is not None:
-            row = _render("inbox/_conversation_row.html", conversation=conversation, membership=membership)
+            row = _render_row(conversation, membership=membership, filters=filters, active=watching)
             parts.append(f'<div id="conversation-{conversation.pk}" hx-swap-oob="delete"></div>')
             parts.append(f'<div id="conversation-list" hx-swap-oob="afterbegin">{row}</div>')
         return "".join(parts)
@@ -91,7 +99,8 @@ def message_status_html(
 
 
 def conversation_row_html(
-    *, membership: Membership, conversation_id: int, filters: ListFilters, tz: zoneinfo.ZoneInfo | None = None
+    *, membership: Membership, conversation_id: int, filters: ListFilters, watching: bool = False,
+    tz: zoneinfo.ZoneInfo | None = None,
 ) -> str:
     """The conversation's row replaced in place; removed when it no longer matches the viewer's
     list (assigned away from "Mine", resolved while filtering on open...)."""
@@ -101,7 +110,7 @@ def conversation_row_html(
             if conversation_visible(membership=membership, conversation_id=conversation_id):
                 return f'<div id="conversation-{_as_int(conversation_id)}" hx-swap-oob="delete"></div>'
             return ""
-        return _oob(_render("inbox/_conversation_row.html", conversation=conversation, membership=membership), "outerHTML")
+        return _oob(_render_row(conversation, membership=membership, filters=filters, active=watching), "outerHTML")
 
 
 def _message(*, membership: Membership, conversation_id: int, message_id: int):
@@ -121,6 +130,16 @@ def _conversation(*, membership: Membership, conversation_id: int, filters: List
         )
         .filter(pk=_as_int(conversation_id))
         .first()
+    )
+
+
+def _render_row(conversation: Conversation, *, membership: Membership, filters: ListFilters, active: bool) -> str:
+    return _render(
+        "inbox/_conversation_row.html",
+        conversation=conversation,
+        membership=membership,
+        query=filters.query,
+        active_id=conversation.pk if active else None,
     )
 
 

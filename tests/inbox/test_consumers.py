@@ -3,6 +3,7 @@ real Redis channel layer: every payload crosses msgpack, so only ids and strings
 
 import json
 import zoneinfo
+from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -295,6 +296,32 @@ def test_rendering_takes_the_same_queries_whatever_the_attachments(alice, conver
         assert f'id="message-{few.pk}"' in render(few)
     with django_assert_num_queries(len(few_queries.captured_queries)):
         assert f'id="message-{many.pk}"' in render(many)
+
+
+def test_times_render_in_the_viewers_time_zone_from_the_tz_cookie(alice, acme, conversation):
+    cookie = session_cookie(alice, acme) + b"; tz=Asia/Kuala_Lumpur"
+    outbound = factories.MessageFactory(
+        conversation=conversation, direction="outbound", status="pending", sender=alice,
+        created_at=datetime(2026, 3, 1, 23, 30, tzinfo=UTC),
+    )
+
+    async def scenario():
+        ws = communicator(f"/ws/inbox/?conversation={conversation.pk}", cookie)
+        assert (await ws.connect())[0]
+
+        def publish():
+            with transaction.atomic():
+                services.publish_message_created(outbound)
+
+        await sync_to_async(publish)()
+        html = await ws.receive_from(timeout=3)
+        # 23:30 UTC is 07:30 the next morning in Kuala Lumpur.
+        assert "Mon 2 Mar 2026, 07:30:00 (+08)" in html
+        assert ">07:30</time>" in html
+        assert 'aria-label="Sending"' in html  # outbound from alice: the pending clock
+        await ws.disconnect()
+
+    run(scenario)
 
 
 def test_time_zone_cookie_is_validated():

@@ -545,6 +545,7 @@ def outbox_sweep(*, now=None, limit: int = 500) -> dict[str, int]:
     )
     enqueued = 0
     for pk in list(due):
-        tasks.message_deliver_task.delay_on_commit(pk)
+        # The sweep runs outside any transaction (beat): each row is already committed.
+        tasks.message_deliver_task.delay(pk)
         enqueued += 1
     return {"enqueued": enqueued, "requeued": requeued, "unknown": unknown}

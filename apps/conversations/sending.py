@@ -383,13 +383,15 @@ def message_deliver(*, message_id: int) -> float | None:
             _finish(message, mine, Message.Status.FAILED, error_code="gave_up", error_reason=GAVE_UP.format(label=policy.label))
             return None
         delay = backoff_seconds(attempts, exc.retry_after)
-        mine.update(
+        if not mine.update(
             status=Message.Status.PENDING,
             lease_until=None,
             next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            # Kept while pending so people can see why it is waiting; cleared when it goes out.
             error_code=exc.code[:40],
             error_reason=exc.reason[:500],
-        )
+        ):
+            return None
         _publish_status(message, Message.Status.PENDING)
         return delay
     except UnknownSendError as exc:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from apps.contacts.models import Contact
+from apps.core.errors import ServiceError
 from apps.conversations.models import Attachment, Conversation, Message
 from apps.providers import inbound, tasks
 from apps.providers.adapters.base import RawEvent
@@ -64,7 +65,7 @@ def test_the_same_number_in_another_organization_is_another_contact(
 
 
 def test_stop_opts_the_contact_out_and_the_message_is_kept(
-    webhook_client, whatsapp, customer, django_capture_on_commit_callbacks
+    webhook_client, whatsapp, customer, alice, django_capture_on_commit_callbacks
 ):
     receive(webhook_client, whatsapp, payload("twilio_inbound_text", Body="STOP", OptOutType="STOP"),
             django_capture_on_commit_callbacks)
@@ -73,7 +74,20 @@ def test_stop_opts_the_contact_out_and_the_message_is_kept(
     assert customer.whatsapp_unsubscribed_at is not None
     assert customer.whatsapp_unsubscribed_reason == "Replied STOP"
     assert not customer.whatsapp_eligible
-    assert Message.objects.get().text == "STOP"
+    message = Message.objects.get()
+    assert message.text == "STOP"
+
+    # The agent's next reply is refused before anything reaches Twilio.
+    from apps.accounts.models import Membership
+    from apps.conversations import sending
+
+    with pytest.raises(ServiceError) as refused:
+        sending.message_send(membership=Membership.objects.get(user=alice), conversation=message.conversation,
+                             text="Sorry to see you go")
+    assert (refused.value.code, refused.value.message) == (
+        "unsubscribed", "This contact has unsubscribed from WhatsApp messages."
+    )
+    assert Message.objects.count() == 1
 
 
 def test_start_opts_an_unsubscribed_contact_back_in(
@@ -356,8 +370,6 @@ def test_processing_twice_is_harmless(whatsapp, customer):
 
 
 def test_replay_reprocesses_a_failed_event_and_refuses_a_processed_one(whatsapp, customer):
-    from apps.core.errors import ServiceError
-
     params = payload("twilio_inbound_text")
     (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
         event_id=params["MessageSid"], kind="message", body=params, ref=params["MessageSid"]
@@ -370,3 +382,24 @@ def test_replay_reprocesses_a_failed_event_and_refuses_a_processed_one(whatsapp,
     with pytest.raises(ServiceError) as refused:
         inbound.event_replay(event)
     assert refused.value.code == "already_processed"
+
+
+def test_processing_a_message_from_a_known_contact_costs_a_fixed_number_of_queries(
+    whatsapp, customer
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for _ in range(3):
+        params = payload("twilio_inbound_text", MessageSid=new_sid())
+        (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+            event_id=params["MessageSid"], kind="message", body=params, ref=params["MessageSid"]
+        )])
+        with CaptureQueriesContext(connection) as queries:
+            inbound.event_process(event_id)
+        counts.append(len(queries))
+        assert any("FOR UPDATE" in query["sql"] for query in queries.captured_queries)
+    # The first message creates the identity and the conversation; after that, the same cost.
+    assert counts[1] == counts[2] <= 14
+    assert Message.objects.count() == 3

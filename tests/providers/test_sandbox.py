@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+from django.utils import timezone
 from django.db import connections
 from django.test import Client
 
@@ -138,3 +139,31 @@ def test_send_schedules_the_simulation_on_timers_in_eager_mode(acme, settings):
     assert message.status == "read"
     assert "You said: “Hi”" in conversation.messages.get(direction="inbound").text
     assert Conversation.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_agent_reply_on_the_sandbox_goes_the_whole_way(acme, alice, settings):
+    """message_send → delivery task → sandbox adapter → simulated statuses and reply, all
+    through the real inbound path (eager Celery, timer threads)."""
+    from apps.accounts.models import Membership
+    from apps.conversations import sending
+
+    settings.SANDBOX_DELAYS = {"delivered": 0.0, "read": 0.05, "reply": 0.1}
+    channel = factories.ChannelFactory(organization=acme, kind="sandbox", config={}, secrets={"webhook_secret": SECRET})
+    contact = factories.ContactFactory(organization=acme, phone="+60123456789")
+    conversation = factories.ConversationFactory(channel=channel, contact=contact)
+    Conversation.objects.filter(pk=conversation.pk).update(last_inbound_at=timezone.now())
+    conversation.refresh_from_db()
+
+    message = sending.message_send(membership=Membership.objects.get(user=alice), conversation=conversation,
+                                   text="Your refund is on its way")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        message.refresh_from_db()
+        if message.status == "read" and conversation.messages.filter(direction="inbound").exists():
+            break
+        tasks.inbound_event_sweep_task()  # picks up a status deferred while the send was recording its id
+        time.sleep(0.05)
+    connections.close_all()
+    assert message.status == "read" and message.external_id.startswith("SB")
+    assert "Your refund is on its way" in conversation.messages.get(direction="inbound").text

@@ -56,6 +56,9 @@ def _receive(request, channel_uuid, *, provider: str, kind: str) -> HttpResponse
             params=_form_params(request),
         )
         inbound.webhook_accept(channel=channel, request=webhook, kind=kind)
+    except LookupError:
+        # A channel kind without an adapter yet (SMS, …) has no webhook.
+        raise Http404("No such webhook.") from None
     except inbound.SignatureInvalid:
         # Never the body or the signature: they may carry customer data or help forge one.
         log.warning("webhook rejected: bad signature (provider=%s channel=%s)", provider, channel_uuid)

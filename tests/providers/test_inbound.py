@@ -403,3 +403,42 @@ def test_processing_a_message_from_a_known_contact_costs_a_fixed_number_of_queri
     # The first message creates the identity and the conversation; after that, the same cost.
     assert counts[1] == counts[2] <= 14
     assert Message.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_processing_the_same_media_event_store_one_message_and_one_file(whatsapp, customer, fake_twilio,
+                                                                                     settings):
+    import threading
+
+    from django.db import connections
+
+    url = fake_twilio.add_media(factories.TEST_ACCOUNT_SID, b"%PDF-1.7 invoice", "application/pdf")
+    params = payload("twilio_inbound_image", MediaUrl0=url, MediaContentType0="application/pdf")
+    (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+        event_id=params["MessageSid"], kind="message", body=params, ref=params["MessageSid"]
+    )])
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def worker():
+        try:
+            barrier.wait(timeout=10)
+            inbound.event_process(event_id)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    message = Message.objects.get()
+    assert message.type == "document"
+    attachment = message.attachments.get()
+    assert attachment.filename.endswith(".pdf")
+    stored = [path for path in (settings.MEDIA_ROOT / "attachments").rglob("*") if path.is_file()]
+    assert [path.name for path in stored] == [attachment.file.name.rsplit("/", 1)[-1]]
+    assert InboundEvent.objects.get().state == "processed"

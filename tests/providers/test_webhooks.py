@@ -210,3 +210,9 @@ def test_five_messages_from_a_new_number_at_once_make_one_contact_and_one_conver
     assert set(InboundEvent.objects.values_list("state", flat=True)) == {"processed"}
     contact = Contact.objects.get()
     assert (contact.name, contact.phone, contact.whatsapp_opt_in_source) == ("Aminah", "+60198765432", "contact_wrote_first")
+
+
+def test_a_channel_kind_without_an_adapter_has_no_webhook(webhook_client, acme):
+    sms = factories.ChannelFactory(organization=acme, kind="twilio_sms")
+    assert post_twilio(webhook_client, message_path(sms), payload("twilio_inbound_text")).status_code == 404
+    assert not InboundEvent.objects.exists()

@@ -8,6 +8,8 @@ from apps.core.errors import ServiceError
 
 
 class ContactAdminForm(forms.ModelForm):
+    avatar_url = forms.URLField(required=False, assume_scheme="https")
+
     class Meta:
         model = Contact
         fields = "__all__"
@@ -29,7 +31,9 @@ class ContactIdentityInline(admin.TabularInline):
 @admin.register(Contact)
 class ContactAdmin(OrganizationScopedAdmin):
     form = ContactAdminForm
-    list_display = ["display_name", "organization", "phone", "email", "whatsapp_opt_in", "whatsapp_eligible", "created_at"]
+    list_display = [
+        "display_name", "organization", "phone", "email", "whatsapp_opt_in", "whatsapp_eligible", "created_at"
+    ]
     list_filter = ["whatsapp_opt_in", "organization"]
     search_fields = ["name", "phone", "email", "identities__address"]
     list_select_related = ["organization"]

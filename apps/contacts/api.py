@@ -113,7 +113,8 @@ class ContactListApi(APIView):
         responses={200: PageSerializer, **ERRORS},
     )
     def get(self, request):
-        contacts = selectors.contact_list(organization=request.organization, search=request.query_params.get("search", ""))
+        search = request.query_params.get("search", "")
+        contacts = selectors.contact_list(organization=request.organization, search=search)
         return contact_page(request, contacts)
 
     @extend_schema(
@@ -141,7 +142,9 @@ class ContactDetailApi(APIView):
         whatsapp_opt_in = serializers.BooleanField(required=False)
         custom_attributes = serializers.DictField(required=False)
 
-    @extend_schema(operation_id="contacts_retrieve", summary="One contact", responses={200: ContactOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="contacts_retrieve", summary="One contact", responses={200: ContactOutputSerializer, **ERRORS}
+    )
     def get(self, request, contact_id: int):
         contact = selectors.contact_get(organization=request.organization, contact_id=contact_id)
         return Response(ContactOutputSerializer(contact).data)

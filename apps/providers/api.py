@@ -62,6 +62,9 @@ class ChannelOutputSerializer(serializers.Serializer):
     status = serializers.CharField()
     status_reason = serializers.CharField()
     configured = serializers.SerializerMethodField()
+    # Whether it sends now, and if not the sentence agents read ("WhatsApp is not configured…").
+    ready = serializers.SerializerMethodField()
+    not_ready_reason = serializers.SerializerMethodField()
     # Non-secret configuration only. The account SID is shown to admins, who configure it.
     account_sid = serializers.SerializerMethodField()
     sender = serializers.SerializerMethodField()
@@ -70,6 +73,12 @@ class ChannelOutputSerializer(serializers.Serializer):
 
     def get_configured(self, channel) -> bool:
         return not services.channel_missing_configuration(channel)
+
+    def get_ready(self, channel) -> bool:
+        return services.channel_readiness(channel)[0]
+
+    def get_not_ready_reason(self, channel) -> str:
+        return services.channel_readiness(channel)[1]
 
     def get_account_sid(self, channel) -> str:
         return channel.config.get("account_sid", "") if self.context.get("admin") else ""
@@ -80,7 +89,8 @@ class ChannelOutputSerializer(serializers.Serializer):
     @extend_schema_field(WebhooksSerializer)
     def get_webhooks(self, channel) -> dict:
         base = settings.PUBLIC_BASE_URL
-        return {name: base + path.format(uuid=channel.uuid) for name, path in WEBHOOK_PATHS.get(channel.kind, {}).items()}
+        paths = WEBHOOK_PATHS.get(channel.kind, {})
+        return {name: base + path.format(uuid=channel.uuid) for name, path in paths.items()}
 
     @extend_schema_field(PolicySerializer(allow_null=True))
     def get_policy(self, channel) -> dict | None:
@@ -164,11 +174,14 @@ class ChannelListApi(APIView):
         serializer = TwilioCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         channel = services.channel_create_twilio(organization=request.organization, **serializer.validated_data)
-        return Response(ChannelOutputSerializer(channel, context=output_context(request)).data, status=status.HTTP_201_CREATED)
+        output = ChannelOutputSerializer(channel, context=output_context(request))
+        return Response(output.data, status=status.HTTP_201_CREATED)
 
 
 class ChannelDetailApi(APIView):
-    @extend_schema(operation_id="channels_retrieve", summary="One channel", responses={200: ChannelOutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="channels_retrieve", summary="One channel", responses={200: ChannelOutputSerializer, **ERRORS}
+    )
     def get(self, request, channel_id: int):
         channel = selectors.channel_get(membership=request.membership, channel_id=channel_id)
         return Response(ChannelOutputSerializer(channel, context=output_context(request)).data)

@@ -27,9 +27,17 @@ def test_channel_shape_has_webhooks_and_policy_but_no_secret(alice_client, whats
     assert not any("token" in key or "secret" in key for key in channel)
 
 
-def test_unconfigured_channel_says_so(alice_client, whatsapp):
+def test_unconfigured_or_disabled_channel_says_so(alice_client, whatsapp):
+    assert body(alice_client.get(LIST))[0]["ready"] is True
+    assert body(alice_client.get(LIST))[0]["not_ready_reason"] == ""
     Channel.objects.filter(pk=whatsapp.pk).update(secrets={})
-    assert body(alice_client.get(LIST))[0]["configured"] is False
+    channel = body(alice_client.get(LIST))[0]
+    assert channel["configured"] is False and channel["ready"] is False
+    assert channel["not_ready_reason"] == "WhatsApp is not configured for this organization."
+    Channel.objects.filter(pk=whatsapp.pk).update(secrets={"auth_token": "x"}, status="disabled")
+    channel = body(alice_client.get(LIST))[0]
+    assert channel["configured"] is True and channel["ready"] is False
+    assert channel["not_ready_reason"] == "WhatsApp is not configured for this organization."
 
 
 def test_agent_sees_only_channels_given_to_them(bob_client, bob, alice_client, whatsapp, acme, grant):

@@ -32,7 +32,8 @@ def conversation_list(
         conversations = conversations.filter(assignee__isnull=True)
     elif assignee:
         conversations = conversations.filter(assignee_id=assignee)
-    read_at = ConversationRead.objects.filter(conversation=OuterRef("pk"), user_id=membership.user_id).values(
+    # Evaluated inside the message subquery below: the outer reference is the message's conversation.
+    read_at = ConversationRead.objects.filter(conversation=OuterRef("conversation"), user_id=membership.user_id).values(
         "last_read_at"
     )[:1]
     unread = Message.objects.filter(

@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "apps.accounts.middleware.CurrentOrganizationMiddleware",
+    "apps.inbox.middleware.AgentTimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -1,0 +1,221 @@
+"""Template helpers for the inbox: safe links in customer text, times, ticks, icons.
+
+Everything a customer sent is escaped before any markup is added here; nothing from user data
+ever becomes an attribute name or an `hx-*` attribute.
+"""
+
+import re
+from datetime import datetime, timedelta
+
+from django import template
+from django.utils import timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
+
+register = template.Library()
+
+# Only http(s) URLs become links; the characters that end a URL are the ones that would end an
+# attribute value or a tag, so the match never needs unescaping.
+URL_RE = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
+TRAILING = ".,;:!?)]}"
+
+
+@register.filter(is_safe=True)
+def linkify(text) -> str:
+    """Escape `text`, keep its line breaks, and make http(s) URLs clickable links."""
+    text = "" if text is None else str(text)
+    parts: list[str] = []
+    position = 0
+    for match in URL_RE.finditer(text):
+        url = match.group(0)
+        trimmed = url.rstrip(TRAILING)
+        # "(see https://x.test/a_(b))": keep a closing bracket that has its opening one.
+        while url != trimmed and trimmed.count("(") > trimmed.count(")") and url[len(trimmed)] == ")":
+            trimmed += ")"
+        parts.append(escape(text[position : match.start()]))
+        parts.append(
+            format_html(
+                '<a href="{}" target="_blank" rel="noopener noreferrer nofollow">{}</a>', trimmed, trimmed
+            )
+        )
+        position = match.start() + len(trimmed)
+    parts.append(escape(text[position:]))
+    html = "".join(str(part) for part in parts)
+    return mark_safe(html.replace("\r\n", "\n").replace("\n", "<br>"))
+
+
+def relative(value: datetime, now: datetime | None = None) -> str:
+    now = now or timezone.now()
+    seconds = (now - value).total_seconds()
+    if seconds < 45:
+        return "just now"
+    if seconds < 3600:
+        return f"{max(1, round(seconds / 60))} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    local, today = timezone.localtime(value), timezone.localtime(now).date()
+    if local.date() == today - timedelta(days=1):
+        return "yesterday"
+    if seconds < 7 * 86400:
+        return local.strftime("%a")
+    if local.year == today.year:
+        return f"{local.day} {local.strftime('%b')}"
+    return f"{local.day} {local.strftime('%b %Y')}"
+
+
+@register.simple_tag
+def reltime(value, css_class: str = "") -> str:
+    """`<time>` with the ISO instant, the exact local time on hover and a relative label
+    (inbox.js refreshes the label every minute)."""
+    if not value:
+        return ""
+    local = timezone.localtime(value)
+    exact = f"{local.strftime('%a')} {local.day} {local.strftime('%b %Y, %H:%M')} ({local.tzname()})"
+    return format_html(
+        '<time class="{}" datetime="{}" title="{}" data-relative>{}</time>',
+        css_class,
+        value.isoformat(),
+        exact,
+        relative(value),
+    )
+
+
+@register.simple_tag
+def clocktime(value) -> str:
+    """The local hour of a message, exact on hover (bubbles show the time of day)."""
+    if not value:
+        return ""
+    local = timezone.localtime(value)
+    exact = f"{local.strftime('%a')} {local.day} {local.strftime('%b %Y, %H:%M:%S')} ({local.tzname()})"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, local.strftime("%H:%M")
+    )
+
+
+@register.simple_tag
+def sender_label(message, conversation, viewer) -> str:
+    """Who a bubble is from: "You", another agent's name, "Bot", or the contact ("User")."""
+    if message.direction == "inbound":
+        return conversation.contact.display_name
+    if message.sender_kind == "bot":
+        return "Bot"
+    sender = message.sender
+    if sender is None:
+        return "Agent"
+    if viewer is not None and sender.pk == viewer.pk:
+        return "You"
+    return sender.get_full_name() or sender.get_username()
+
+
+@register.filter
+def window_left(closes_at) -> str:
+    """"5 h 12 min" until `closes_at`."""
+    if not closes_at:
+        return ""
+    minutes = max(0, int((closes_at - timezone.now()).total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min"
+
+
+CHANNEL_ICONS = {
+    # Small inline SVGs: one glyph per channel family, coloured by CSS (`.ch-<family>`).
+    "whatsapp": '<path d="M12 2a10 10 0 0 0-8.6 15.1L2 22l5-1.3A10 10 0 1 0 12 2Zm5.3 14.1c-.2.6-1.3 1.2-1.8 1.2-.5.1-1 .2-3.3-.7-2.8-1.1-4.5-3.9-4.7-4.1-.1-.2-1.1-1.5-1.1-2.8s.7-2 1-2.3c.2-.3.5-.3.7-.3h.5c.2 0 .4 0 .6.5l.8 2c.1.2.1.4 0 .5l-.3.5-.4.4c-.1.1-.3.3-.1.6.2.3.8 1.3 1.7 2.1 1.1 1 2.1 1.3 2.4 1.5.3.1.5.1.6-.1l.9-1.1c.2-.3.4-.2.7-.1l1.9.9c.3.1.5.2.5.3.1.2.1.7-.1 1.3Z"/>',
+    "telegram": '<path d="M21.5 3.6 2.9 10.8c-1.3.5-1.2 1.2-.2 1.5l4.8 1.5 1.8 5.6c.2.6.4.8.9.8.4 0 .6-.2.9-.5l2.3-2.2 4.7 3.5c.9.5 1.5.2 1.7-.8l3.1-14.7c.3-1.3-.5-1.9-1.4-1.5ZM9.7 14l-.4 3.6-1.3-4.3 10-6.3L9.7 14Z"/>',
+    "email": '<path d="M3 5h18a1 1 0 0 1 1 1v12a1 1 0 0 1-1 1H3a1 1 0 0 1-1-1V6a1 1 0 0 1 1-1Zm1 2.2V17h16V7.2l-8 5.3-8-5.3ZM5.4 7l6.6 4.4L18.6 7H5.4Z"/>',
+    "sms": '<path d="M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 2-2Zm3 6v2h2V9H7Zm4 0v2h2V9h-2Zm4 0v2h2V9h-2Z"/>',
+    "messenger": '<path d="M12 2C6.4 2 2 6.1 2 11.3c0 2.9 1.4 5.5 3.7 7.2V22l3.4-1.9c.9.3 1.9.4 2.9.4 5.6 0 10-4.1 10-9.3S17.6 2 12 2Zm1 12.5-2.6-2.7-5 2.7 5.5-5.8 2.6 2.7 5-2.7-5.5 5.8Z"/>',
+    "instagram": '<path d="M7 2h10a5 5 0 0 1 5 5v10a5 5 0 0 1-5 5H7a5 5 0 0 1-5-5V7a5 5 0 0 1 5-5Zm0 2a3 3 0 0 0-3 3v10a3 3 0 0 0 3 3h10a3 3 0 0 0 3-3V7a3 3 0 0 0-3-3H7Zm5 3.5a4.5 4.5 0 1 1 0 9 4.5 4.5 0 0 1 0-9Zm0 2a2.5 2.5 0 1 0 0 5 2.5 2.5 0 0 0 0-5ZM17.3 5.5a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4Z"/>',
+}
+FAMILY = {
+    "twilio_whatsapp": "whatsapp",
+    "meta_whatsapp": "whatsapp",
+    "sandbox": "whatsapp",
+    "twilio_sms": "sms",
+    "telegram": "telegram",
+    "email": "email",
+    "messenger": "messenger",
+    "instagram": "instagram",
+}
+
+
+def channel_family(kind: str) -> str:
+    return FAMILY.get(kind, kind)
+
+
+@register.simple_tag
+def channel_icon(kind: str, label: str = "") -> str:
+    family = channel_family(kind)
+    path = CHANNEL_ICONS.get(family, CHANNEL_ICONS["sms"])
+    return format_html(
+        '<svg class="ch-icon ch-{}" viewBox="0 0 24 24" width="16" height="16" role="img" aria-label="{}">{}</svg>',
+        family,
+        label or family,
+        mark_safe(path),  # constant markup from this module, never user data
+    )
+
+
+@register.filter
+def initials(name) -> str:
+    words = [w for w in str(name or "").split() if w[:1].isalnum()]
+    if not words:
+        return "?"
+    return (words[0][0] + (words[1][0] if len(words) > 1 else "")).upper()
+
+
+@register.filter
+def avatar_hue(value) -> int:
+    """A stable colour per contact, from its id."""
+    try:
+        return (int(value) * 47) % 360
+    except (TypeError, ValueError):
+        return 210
+
+
+@register.filter
+def attachment_src(attachment) -> str:
+    from apps.conversations.attachments import attachment_url
+
+    return attachment_url(attachment)
+
+
+@register.simple_tag(takes_context=True)
+def organization_choices(context):
+    """The organizations the signed-in user may switch between (one query)."""
+    from apps.accounts import selectors as account_selectors
+
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return []
+    return list(account_selectors.membership_list_for_user(user=user))
+
+
+@register.filter
+def map_url(location) -> str:
+    """An OpenStreetMap link for a shared location, only when both coordinates are numbers."""
+    if not isinstance(location, dict):
+        return ""
+    try:
+        lat = float(location.get("latitude", location.get("lat")))
+        lon = float(location.get("longitude", location.get("lng", location.get("lon"))))
+    except (TypeError, ValueError):
+        return ""
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return ""
+    return f"https://www.openstreetmap.org/?mlat={lat:.6f}&mlon={lon:.6f}#map=16/{lat:.6f}/{lon:.6f}"
+
+
+OPT_IN_SOURCES = {
+    "contact_wrote_first": "they wrote to us first",
+    "agent": "recorded by an agent",
+    "import": "imported",
+    "api": "recorded through the API",
+    "demo": "demo data",
+}
+
+
+@register.filter
+def opt_in_source(value) -> str:
+    return OPT_IN_SOURCES.get(str(value), str(value).replace("_", " "))

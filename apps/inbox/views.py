@@ -1,0 +1,549 @@
+"""The agent inbox: one page (conversation list, open conversation, contact) and its htmx
+fragments, plus the "New message" flow (channel choice, then contact + conversation).
+
+Views parse input, call selectors and services, and render. A full request renders the page;
+an htmx request renders only the partial its target names.
+"""
+
+import functools
+import json
+import uuid
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Q
+from django.db.models import prefetch_related_objects
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import reswap, retarget, trigger_client_event
+
+from apps.accounts import selectors as account_selectors
+from apps.contacts import selectors as contact_selectors
+from apps.conversations import attachments as attachment_services
+from apps.conversations import selectors as conversation_selectors
+from apps.conversations import sending
+from apps.conversations import services as conversation_services
+from apps.conversations.models import Conversation
+from apps.core.errors import NotFound, ServiceError
+from apps.core.pagination import paginate
+from apps.inbox.forms import VIEWS, AssignForm, ListFilterForm, SendForm, StatusForm
+from apps.inbox.templatetags.inbox_tags import channel_family
+from apps.providers import selectors as channel_selectors
+from apps.providers import services as provider_services
+from apps.providers.policies import POLICIES
+
+LIST_PAGE = 50
+MESSAGE_PAGE = 50
+# Channel kinds grouped as agents think of them; the first three always show in "New message".
+FAMILIES = [
+    ("whatsapp", "WhatsApp"),
+    ("email", "Email"),
+    ("telegram", "Telegram"),
+    ("sms", "SMS"),
+    ("messenger", "Messenger"),
+    ("instagram", "Instagram"),
+]
+ALWAYS_LISTED = {"whatsapp", "email", "telegram"}
+
+
+def member_required(view):
+    """Signed in and working in an organization; a service's NotFound answers 404."""
+
+    @login_required
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.membership is None:
+            return render(request, "accounts/no_organization.html", status=403)
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound as exc:
+            raise Http404(exc.message) from None
+
+    return wrapped
+
+
+# Inbox ---------------------------------------------------------------------------------------
+
+
+@member_required
+@require_GET
+def index(request, conversation_id=None):
+    membership = request.membership
+    filters = ListFilterForm(request.GET).filters()
+    conversation = None
+    if conversation_id is not None:
+        conversation = conversation_selectors.conversation_get(membership=membership, conversation_id=conversation_id)
+        conversation_services.conversation_mark_read(conversation=conversation, user=request.user)
+        conversation.has_unread = False
+    target = request.htmx.target if request.htmx and not request.htmx.boosted else None
+
+    if target == "workspace":
+        context = {**_workspace_context(request, conversation, filters), "filters": filters}
+        response = render(request, "inbox/index.html#workspace", context)
+        return _with_live(request, response, conversation=conversation, filters=filters, row=conversation)
+
+    page = _conversation_page(membership, filters)
+    query = _list_query(filters)
+    context = {
+        "filters": filters,
+        "page": page,
+        "conversations": page.items,
+        "active_id": conversation.pk if conversation else None,
+        "query": query,
+        "more_url": _more_url(filters, page.next),
+    }
+    if target == "list-more":
+        return render(request, "inbox/index.html#conversation-rows", context)
+    if target == "conversation-list":
+        return render(request, "inbox/index.html#conversation-list", context)
+    context["channels"] = list(channel_selectors.channel_list_visible(membership=membership))
+    context["views"] = [("mine", "Mine"), ("unassigned", "Unassigned"), ("all", "All")]
+    context["statuses"] = Conversation.Status.choices
+    if target == "list-pane":
+        response = render(request, "inbox/index.html#list-pane", context)
+        return _with_live(request, response, conversation=conversation, filters=filters)
+    context.update(_workspace_context(request, conversation, filters))
+    context["ws_url"] = _ws_url(conversation, filters)
+    return render(request, "inbox/index.html", context)
+
+
+@member_required
+@require_GET
+def message_older(request, conversation_id):
+    conversation = conversation_selectors.conversation_get(membership=request.membership, conversation_id=conversation_id)
+    before = request.GET.get("before", "")
+    anchor = (
+        conversation_selectors.message_list(conversation=conversation).filter(pk=before).first()
+        if before.isdigit()
+        else None
+    )
+    if anchor is None:
+        raise Http404("Message not found.")
+    messages, older_than = _message_page(conversation, before=anchor)
+    context = {"conversation": conversation, "messages": messages, "older_than": older_than, "viewer": request.user}
+    return render(request, "inbox/_older.html", context)
+
+
+@member_required
+@require_POST
+def conversation_send(request, conversation_id):
+    conversation = conversation_selectors.conversation_get(membership=request.membership, conversation_id=conversation_id)
+    return _send(request, channel=conversation.channel, contact=conversation.contact, conversation=conversation)
+
+
+@member_required
+@require_POST
+def conversation_assign(request, conversation_id):
+    membership = request.membership
+    conversation = conversation_selectors.conversation_get(membership=membership, conversation_id=conversation_id)
+    form = AssignForm(request.POST)
+    form.is_valid()
+    value = form.cleaned_data.get("assignee", "")
+    assignee = None
+    if value == "me":
+        assignee = request.user
+    elif value:
+        member = (
+            account_selectors.member_list(organization=request.organization).filter(user_id=value).first()
+            if value.isdigit()
+            else None
+        )
+        if member is None:
+            raise Http404("Member not found.")
+        assignee = member.user
+    try:
+        conversation_services.conversation_assign(conversation=conversation, assignee=assignee, membership=membership)
+    except ServiceError as exc:
+        return _header_response(request, conversation, error=exc)
+    return _header_response(request, conversation)
+
+
+@member_required
+@require_POST
+def conversation_status(request, conversation_id):
+    conversation = conversation_selectors.conversation_get(membership=request.membership, conversation_id=conversation_id)
+    form = StatusForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ServiceError("invalid_status", "Choose open, pending, snoozed or resolved.")
+        conversation_services.conversation_set_status(conversation=conversation, status=form.cleaned_data["status"])
+    except ServiceError as exc:
+        conversation.refresh_from_db(fields=["status"])
+        return _header_response(request, conversation, error=exc)
+    return _header_response(request, conversation)
+
+
+@member_required
+@require_POST
+def message_retry(request, message_id):
+    membership = request.membership
+    message = conversation_selectors.message_get(membership=membership, message_id=message_id)
+    conversation = conversation_selectors.conversation_get(membership=membership, conversation_id=message.conversation_id)
+    try:
+        message = sending.message_retry(membership=membership, message_id=message.pk)
+    except ServiceError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        response = HttpResponse(status=204)
+        return _toast(response, exc.message)
+    if not request.htmx:
+        return redirect("inbox:conversation", conversation_id=conversation.pk)
+    prefetch_related_objects([message], "attachments", "sender")
+    html = render_to_string(
+        "inbox/_message.html", {"message": message, "conversation": conversation, "viewer": request.user}, request
+    )
+    return HttpResponse(html)
+
+
+@member_required
+@require_POST
+def attachment_create(request):
+    membership = request.membership
+    channel_id = request.POST.get("channel", "")
+    channel = channel_selectors.channel_get(membership=membership, channel_id=channel_id if channel_id.isdigit() else 0)
+    policy = _policy(channel)
+    uploaded = request.FILES.get("file")
+    try:
+        if uploaded is None:
+            raise ServiceError("no_file", "Choose a file to upload.")
+        attachment = attachment_services.attachment_upload(membership=membership, uploaded_file=uploaded, policy=policy)
+    except ServiceError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        response = render(
+            request, "inbox/_chip_error.html", {"message": exc.message, "filename": getattr(uploaded, "name", "")}, status=422
+        )
+        return _toast(response, exc.message)
+    return render(request, "inbox/_chip.html", {"attachment": attachment})
+
+
+@member_required
+@require_GET
+def contact_detail(request, contact_id):
+    contact = contact_selectors.contact_get(organization=request.organization, contact_id=contact_id)
+    return render(request, "inbox/contact.html", {"contact": contact})
+
+
+# New message ---------------------------------------------------------------------------------
+
+
+@member_required
+@require_GET
+def new_message(request):
+    """Channel choice: every channel family the organization has, and always WhatsApp, Email and
+    Telegram (disabled with a sentence when not configured)."""
+    channels = list(channel_selectors.channel_list_visible(membership=request.membership))
+    options = []
+    for family, label in FAMILIES:
+        members = [c for c in channels if channel_family(c.kind) == family]
+        if not members and family not in ALWAYS_LISTED:
+            continue
+        not_configured = f"{label} is not configured for this organization."
+        entries = []
+        for channel in members:
+            ready, sentence = provider_services.channel_readiness(channel)
+            ready = ready and channel.kind in POLICIES
+            entries.append({"channel": channel, "ready": ready, "sentence": "" if ready else not_configured,
+                            "detail": "" if ready else sentence})
+        options.append(
+            {
+                "family": family,
+                "label": label,
+                "entries": entries,
+                "ready": any(entry["ready"] for entry in entries),
+                "sentence": "" if any(entry["ready"] for entry in entries) else not_configured,
+            }
+        )
+    return render(request, "inbox/new.html", {"options": options})
+
+
+@member_required
+@require_GET
+def new_split(request, channel_id):
+    """Left: the contacts this channel may message (searchable); right: the chosen contact's
+    conversation on the channel and the composer."""
+    membership = request.membership
+    channel = channel_selectors.channel_get(membership=membership, channel_id=channel_id)
+    policy = _policy(channel)
+    query = request.GET.get("q", "").strip()[:100]
+    contact_id = request.GET.get("contact", "")
+    contacts = list(
+        contact_selectors.contact_eligible_list(organization=request.organization, policy=policy, search=query)[:50]
+    )
+    any_eligible = bool(contacts) or (
+        bool(query)
+        and contact_selectors.contact_eligible_list(organization=request.organization, policy=policy).exists()
+    )
+    context = {
+        "channel": channel,
+        "policy": policy,
+        "query": query,
+        "contacts": contacts,
+        "any_eligible": any_eligible,
+        "selected": None,
+    }
+    target = request.htmx.target if request.htmx and not request.htmx.boosted else None
+    if target == "contact-results":
+        context["selected_id"] = int(contact_id) if contact_id.isdigit() else None
+        return render(request, "inbox/new_split.html#contact-results", context)
+    ready, sentence = provider_services.channel_readiness(channel)
+    context.update({"ready": ready, "not_ready_sentence": f"{policy.label} is not configured for this organization."})
+    conversation = None
+    if contact_id:
+        selected = contact_selectors.contact_get(
+            organization=request.organization, contact_id=contact_id if contact_id.isdigit() else 0
+        )
+        context["selected"] = selected
+        context["selected_id"] = selected.pk
+        conversation = _contact_conversation(membership, channel, selected)
+        context.update(_thread_context(request, conversation, policy))
+    context["conversation"] = conversation
+    context["composer"] = _composer_context(
+        action=reverse("inbox:new-send", args=[channel.pk]), channel=channel, policy=policy,
+        contact=context["selected"], disabled=not ready, disabled_reason=context["not_ready_sentence"],
+    )
+    context["ws_url"] = _ws_url(conversation, {})
+    if target == "thread-pane":
+        response = render(request, "inbox/new_split.html#thread-pane", context)
+        return _with_live(request, response, conversation=conversation, filters={})
+    return render(request, "inbox/new_split.html", context)
+
+
+@member_required
+@require_POST
+def new_send(request, channel_id):
+    membership = request.membership
+    channel = channel_selectors.channel_get(membership=membership, channel_id=channel_id)
+    contact_id = request.POST.get("contact", "")
+    contact = contact_selectors.contact_get(
+        organization=request.organization, contact_id=contact_id if contact_id.isdigit() else 0
+    )
+    conversation = _contact_conversation(membership, channel, contact)
+    return _send(request, channel=channel, contact=contact, conversation=conversation, from_new=True)
+
+
+# Helpers -------------------------------------------------------------------------------------
+
+
+def _policy(channel):
+    return sending.policy_of(channel)
+
+
+def _conversation_page(membership, filters):
+    conversations = conversation_selectors.conversation_list(
+        membership=membership,
+        status=filters["status"],
+        channel_id=filters["channel"],
+        assignee=VIEWS.get(filters["view"], ""),
+    )
+    try:
+        return paginate(
+            conversations, field="last_message_at", descending=True, token=filters["cursor"] or None, limit=LIST_PAGE
+        )
+    except ServiceError:
+        return paginate(conversations, field="last_message_at", descending=True, token=None, limit=LIST_PAGE)
+
+
+def _message_page(conversation, *, before=None):
+    """The newest page of messages (oldest first), before `before` when given, and the id to
+    load older ones from (None at the start of the conversation)."""
+    messages = conversation_selectors.message_list(conversation=conversation)
+    if before is not None:
+        messages = messages.filter(
+            Q(created_at__lt=before.created_at) | Q(created_at=before.created_at, pk__lt=before.pk)
+        )
+    rows = list(messages.order_by("-created_at", "-pk")[: MESSAGE_PAGE + 1])
+    more = len(rows) > MESSAGE_PAGE
+    rows = rows[:MESSAGE_PAGE]
+    rows.reverse()
+    return rows, (rows[0].pk if more and rows else None)
+
+
+def _contact_conversation(membership, channel, contact):
+    """The contact's conversation on this channel: the open one, else the latest."""
+    conversations = conversation_selectors.conversation_list(membership=membership, channel_id=channel.pk).filter(
+        contact_id=contact.pk
+    )
+    return conversations.exclude(status=Conversation.Status.RESOLVED).first() or conversations.order_by("-pk").first()
+
+
+def _thread_context(request, conversation, policy) -> dict:
+    window = sending.reply_window_state(conversation, policy) if policy.reply_window is not None else None
+    if conversation is None:
+        return {"messages": [], "older_than": None, "window": window, "viewer": request.user}
+    messages, older_than = _message_page(conversation)
+    return {"messages": messages, "older_than": older_than, "window": window, "viewer": request.user}
+
+
+def _workspace_context(request, conversation, filters) -> dict:
+    if conversation is None:
+        return {"conversation": None}
+    policy = _policy(conversation.channel)
+    context = {
+        "conversation": conversation,
+        "contact": conversation.contact,
+        "policy": policy,
+        "members": list(account_selectors.member_list(organization=request.organization)),
+        "statuses": Conversation.Status.choices,
+        "back_url": reverse("inbox:index") + _list_query(filters),
+        **_thread_context(request, conversation, policy),
+    }
+    context["composer"] = _composer_context(
+        action=reverse("inbox:send", args=[conversation.pk]), channel=conversation.channel, policy=policy,
+        contact=conversation.contact,
+    )
+    return context
+
+
+def _composer_context(*, action, channel, policy, contact, text="", attachments=(), error="", disabled=False,
+                      disabled_reason="") -> dict:
+    return {
+        "action": action,
+        "channel": channel,
+        "policy": policy,
+        "contact": contact,
+        "text": text,
+        "attachments": list(attachments),
+        "error": error,
+        "client_token": uuid.uuid4().hex,
+        "disabled": disabled or contact is None,
+        "disabled_reason": disabled_reason if disabled else "",
+        "accept": ",".join(policy.accepted_types),
+        "limits_json": json.dumps({t: limit for types, limit in policy.media.values() for t in types}),
+    }
+
+
+def _send(request, *, channel, contact, conversation, from_new=False):
+    membership = request.membership
+    form = SendForm(request.POST)
+    form.is_valid()
+    data = form.cleaned_data
+    text = data.get("text", "")
+    attachment_ids = tuple(data.get("attachment_ids") or ())
+    token = data.get("client_token") or None
+    action = reverse("inbox:new-send", args=[channel.pk]) if from_new else reverse("inbox:send", args=[conversation.pk])
+    policy = _policy(channel)
+    try:
+        if from_new:
+            message = sending.message_send(
+                membership=membership, channel=channel, contact_id=contact.pk, text=text,
+                attachment_ids=attachment_ids, client_token=token,
+            )
+        else:
+            message = sending.message_send(
+                membership=membership, conversation=conversation, text=text, attachment_ids=attachment_ids,
+                client_token=token,
+            )
+    except ServiceError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        composer = _composer_context(
+            action=action, channel=channel, policy=policy, contact=contact, text=text,
+            attachments=_kept_attachments(request, attachment_ids), error=exc.message,
+        )
+        composer["client_token"] = token or composer["client_token"]
+        response = render(request, "inbox/_composer.html", {"composer": composer}, status=422)
+        response = retarget(response, "#composer")
+        response = reswap(response, "outerHTML")
+        return _toast(response, exc.message)
+
+    if not request.htmx:
+        if from_new:
+            return redirect(reverse("inbox:new-split", args=[channel.pk]) + "?" + urlencode({"contact": contact.pk}))
+        return redirect("inbox:conversation", conversation_id=message.conversation_id)
+
+    new_conversation = conversation is None or conversation.pk != message.conversation_id
+    if new_conversation:
+        conversation = conversation_selectors.conversation_get(
+            membership=membership, conversation_id=message.conversation_id
+        )
+    prefetch_related_objects([message], "attachments", "sender")
+    composer = _composer_context(action=action, channel=channel, policy=policy, contact=contact)
+    context = {"message": message, "conversation": conversation, "viewer": request.user, "composer": composer}
+    html = render_to_string("inbox/_message.html", context, request)
+    html += render_to_string("inbox/_composer.html", {**context, "oob": True}, request)
+    if new_conversation:
+        # The first message of a conversation: watch it from now on.
+        html += render_to_string("inbox/_live.html", {"ws_url": _ws_url(conversation, {}), "oob": True}, request)
+    return HttpResponse(html)
+
+
+def _kept_attachments(request, attachment_ids):
+    """The chips of a refused send, so nothing the agent attached is lost (at most a few)."""
+    kept = []
+    for attachment_id in dict.fromkeys(attachment_ids):
+        try:
+            attachment = attachment_services.attachment_get(membership=request.membership, attachment_id=attachment_id)
+        except NotFound:
+            continue
+        if attachment.message_id is None:
+            kept.append(attachment)
+    return kept
+
+
+def _header_response(request, conversation, *, error: ServiceError | None = None):
+    if not request.htmx:
+        return redirect("inbox:conversation", conversation_id=conversation.pk)
+    conversation = conversation_selectors.conversation_get(membership=request.membership, conversation_id=conversation.pk)
+    conversation.has_unread = False
+    context = {
+        "conversation": conversation,
+        "members": list(account_selectors.member_list(organization=request.organization)),
+        "statuses": Conversation.Status.choices,
+        "viewer": request.user,
+    }
+    html = render_to_string("inbox/_conversation_header.html", context, request)
+    html += _oob_row(request, conversation)
+    response = HttpResponse(html, status=422 if error else 200)
+    if error:
+        return _toast(response, error.message)
+    return response
+
+
+def _oob_row(request, conversation) -> str:
+    return render_to_string(
+        "inbox/_conversation_row.html",
+        {"conversation": conversation, "viewer": request.user, "oob": "outerHTML", "active_id": conversation.pk},
+        request,
+    )
+
+
+def _with_live(request, response, *, conversation, filters, row=None):
+    """Point the page's socket at what is now on screen, and refresh the opened row."""
+    extra = render_to_string("inbox/_live.html", {"ws_url": _ws_url(conversation, filters), "oob": True}, request)
+    if row is not None:
+        extra += _oob_row(request, row)
+    response.content = response.content + extra.encode()
+    return response
+
+
+def _toast(response, message: str, level: str = "error"):
+    return trigger_client_event(response, "toast", {"message": message, "level": level})
+
+
+def _list_query(filters) -> str:
+    params = {
+        key: value
+        for key, value in (("view", filters.get("view")), ("channel", filters.get("channel")), ("status", filters.get("status")))
+        if value and not (key == "view" and value == "all")
+    }
+    return "?" + urlencode(params) if params else ""
+
+
+def _more_url(filters, cursor) -> str | None:
+    if not cursor:
+        return None
+    params = {key: value for key, value in filters.items() if value and key != "cursor"}
+    params["cursor"] = cursor
+    return reverse("inbox:index") + "?" + urlencode(params)
+
+
+def _ws_url(conversation, filters) -> str:
+    params = {"conversation": conversation.pk} if conversation else {}
+    for key in ("view", "status", "channel"):
+        if filters.get(key) and not (key == "view" and filters[key] == "all"):
+            params[key] = filters[key]
+    return "/ws/inbox/" + ("?" + urlencode(params) if params else "")

@@ -90,8 +90,17 @@ def event_record(*, channel: Channel, events: list[RawEvent]) -> list[int]:
     ]
     new_ids = _insert_ignoring_conflicts(rows)
     for event_id in new_ids:
-        tasks.inbound_event_process_task.delay_on_commit(event_id)
+        # delay_on_commit, made robust: with the broker down the events are committed anyway and
+        # the provider must still hear 200; the sweep enqueues pending events later.
+        transaction.on_commit(_enqueuer(event_id), robust=True)
     return new_ids
+
+
+def _enqueuer(event_id: int):
+    def enqueue_inbound_event():
+        tasks.inbound_event_process_task.delay(event_id)
+
+    return enqueue_inbound_event
 
 
 def _insert_ignoring_conflicts(rows: list[InboundEvent]) -> list[int]:

@@ -216,3 +216,29 @@ def test_a_channel_kind_without_an_adapter_has_no_webhook(webhook_client, acme):
     sms = factories.ChannelFactory(organization=acme, kind="twilio_sms")
     assert post_twilio(webhook_client, message_path(sms), payload("twilio_inbound_text")).status_code == 404
     assert not InboundEvent.objects.exists()
+
+
+def test_with_the_broker_down_the_event_is_kept_for_the_sweep_and_twilio_hears_200(
+    webhook_client, whatsapp, customer, django_capture_on_commit_callbacks
+):
+    from celery import Celery
+
+    from apps.providers import tasks
+
+    # A Celery app whose broker nobody listens on, in place of the real one for this task.
+    down = Celery("down", broker="redis://127.0.0.1:1/0", set_as_current=False)
+    down.conf.broker_connection_retry = False
+    down.conf.broker_connection_max_retries = 0
+    down.conf.task_publish_retry = False
+    down.conf.broker_connection_timeout = 0.5
+    down.conf.broker_transport_options = {"max_retries": 0, "socket_connect_timeout": 0.5}
+    original = tasks.inbound_event_process_task.app
+    tasks.inbound_event_process_task.bind(down)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text"))
+    finally:
+        tasks.inbound_event_process_task.bind(original)
+    assert response.status_code == 200
+    assert InboundEvent.objects.get().state == "pending"
+    assert not Message.objects.exists()

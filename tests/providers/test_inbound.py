@@ -399,7 +399,8 @@ def test_processing_a_message_from_a_known_contact_costs_a_fixed_number_of_queri
         with CaptureQueriesContext(connection) as queries:
             inbound.event_process(event_id)
         counts.append(len(queries))
-        assert any("FOR UPDATE" in query["sql"] for query in queries.captured_queries)
+        if connection.features.has_select_for_update:
+            assert any("FOR UPDATE" in query["sql"] for query in queries.captured_queries)
     # The first message creates the identity and the conversation; after that, the same cost.
     assert counts[1] == counts[2] <= 14
     assert Message.objects.count() == 3

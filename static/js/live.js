@@ -25,8 +25,9 @@
   function setTimeZoneCookie() {
     try {
       var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-      if (zone && document.cookie.indexOf("tz=" + encodeURIComponent(zone)) === -1) {
-        document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; SameSite=Lax";
+      // Zone names are cookie-safe as they are; the server reads the cookie verbatim.
+      if (zone && /^[A-Za-z0-9_+\-\/]+$/.test(zone) && document.cookie.split("; ").indexOf("tz=" + zone) === -1) {
+        document.cookie = "tz=" + zone + "; path=/; max-age=31536000; SameSite=Lax";
       }
     } catch (e) {
       /* no Intl: the server's zone is used */
@@ -67,6 +68,7 @@
       if (!fresh) {
         // A fragment endpoint may answer with the container's content only.
         fresh = document.createElement(element.tagName);
+        fresh.id = element.id;
         fresh.innerHTML = doc.body.innerHTML;
       }
       return fresh;
@@ -97,13 +99,20 @@
     htmx.process(current);
   }
 
+  function replaceElement(current, fresh) {
+    var node = document.importNode(fresh, true);
+    current.replaceWith(node);
+    htmx.process(node);
+  }
+
   function resync() {
     var jobs = FRAGMENTS.map(function (id) {
       var element = document.getElementById(id);
       if (!element) return Promise.resolve();
       return fetchFragment(element).then(function (fresh) {
         if (id === "messages") mergeMessages(element, fresh);
-        else replaceChildren(element, fresh);
+        else if (id === "conversation-list") replaceChildren(element, fresh);
+        else replaceElement(element, fresh);
       }).catch(function (error) {
         if (window.console) console.warn(error);
       });

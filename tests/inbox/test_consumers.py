@@ -79,6 +79,7 @@ def test_foreign_origin_is_refused(alice, acme):
 
 def test_watched_conversation_receives_bubble_and_row_for_inbound_message(alice, acme, conversation):
     cookie = session_cookie(alice, acme)
+    services.conversation_mark_read(conversation=conversation, user=alice)  # opened before
 
     async def scenario():
         ws = communicator(f"/ws/inbox/?conversation={conversation.pk}", cookie)
@@ -94,6 +95,8 @@ def test_watched_conversation_receives_bubble_and_row_for_inbound_message(alice,
         assert '<div id="conversation-list" hx-swap-oob="afterbegin">' in html
         assert html.index('id="conversation-list"') < html.rindex(f'id="conversation-{conversation.pk}"')
         assert "Siti Rahman" in html
+        assert "unread" not in html  # read as it arrives: no badge on the row
+        assert f'class="row active"' in html or 'active' in html.split(f'id="conversation-{conversation.pk}"')[-1][:80]
         await ws.disconnect()
 
     run(scenario)
@@ -324,8 +327,28 @@ def test_times_render_in_the_viewers_time_zone_from_the_tz_cookie(alice, acme, c
     run(scenario)
 
 
+def test_row_unread_state_is_per_viewer_and_cleared_by_reading(alice, bob, acme, conversation, whatsapp):
+    assign_perm("providers.view_channel", bob, whatsapp)
+    # Message ids well apart from conversation ids, so a mixed-up reference cannot pass by luck.
+    factories.MessageFactory.create_batch(3, conversation=factories.ConversationFactory(channel=whatsapp))
+    services.conversation_mark_read(conversation=conversation, user=alice)
+    message = record_inbound(conversation, "Unread for both", "SM" + "9" * 32)
+    assert message.pk != conversation.pk
+
+    def row(user):
+        return live.conversation_row_html(
+            membership=user.memberships.get(), conversation_id=conversation.pk, filters=live.ListFilters()
+        )
+
+    assert 'class="badge"' in row(alice) and 'class="badge"' in row(bob)
+    services.conversation_mark_read(conversation=conversation, user=alice)
+    assert 'class="badge"' not in row(alice)
+    assert 'class="badge"' in row(bob)
+
+
 def test_time_zone_cookie_is_validated():
     assert live.timezone_from_cookie("Asia/Kuala_Lumpur") == zoneinfo.ZoneInfo("Asia/Kuala_Lumpur")
+    assert live.timezone_from_cookie("Asia%2FKuala_Lumpur") == zoneinfo.ZoneInfo("Asia/Kuala_Lumpur")
     assert live.timezone_from_cookie("Not/AZone") is None
     assert live.timezone_from_cookie("../../etc/passwd") is None
     assert live.timezone_from_cookie("") is None

@@ -147,6 +147,29 @@ def log_in(page, username: str, password: str = "password"):
     page.wait_for_url(lambda url: "/login/" not in url)
 
 
+def in_thread(function, *args, **kwargs):
+    """Run app code from a plain thread: Playwright's loop in the test thread would make the
+    after-commit broadcasts (async_to_sync) fail there."""
+    result, error = [], []
+
+    def target():
+        try:
+            result.append(function(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            error.append(exc)
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=30)
+    if error:
+        raise error[0]
+    return result[0]
+
+
 def screenshot(page, name: str):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from apps.contacts import services as contact_services
 from apps.conversations.models import Message
 from tests import factories
-from tests.e2e.conftest import log_in, post_signed, screenshot
+from tests.e2e.conftest import in_thread, log_in, post_signed, screenshot
 from tests.fakes.twilio import hang
 
 pytestmark = pytest.mark.browser
@@ -115,7 +115,7 @@ def test_inbound_message_and_delivery_ticks_arrive_live(new_page, conversation, 
     from apps.conversations import sending
 
     membership = alice.memberships.get()
-    message = sending.message_send(membership=membership, conversation=conversation, text="We are on it.")
+    message = in_thread(sending.message_send, membership=membership, conversation=conversation, text="We are on it.")
     message.refresh_from_db()
     assert message.status == Message.Status.SENT
 
@@ -209,6 +209,18 @@ def test_page_resyncs_after_its_socket_drops(new_page, conversation, asgi_server
     expect(bubble(page, "Sent while you were away")).to_be_visible(timeout=8000)
     expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=8000)
     expect(page.locator("#messages [id^='message-']").filter(has_text="Sent while you were away")).to_have_count(1)
+
+
+def test_page_polls_when_the_socket_cannot_connect(new_page, conversation, asgi_server):
+    page = new_page()
+    # A proxy that refuses websockets: every attempt is closed at once.
+    page.route_web_socket(re.compile(r"/ws/inbox/"), lambda ws: ws.close())
+    log_in(page, "alice")
+    page.goto(f"/conversations/{conversation.pk}/")
+    expect(page.locator("body")).to_have_attribute("data-live", "polling", timeout=8000)
+    inbound(asgi_server, conversation.channel, "Polled into view")
+    expect(bubble(page, "Polled into view")).to_be_visible(timeout=8000)
+    expect(page.locator("#conversation-list a").first).to_contain_text("Polled into view")
 
 
 def test_inbox_at_phone_width(new_page, conversation):

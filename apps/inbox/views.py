@@ -455,6 +455,8 @@ def _send(request, *, channel, contact, conversation, from_new=False):
             return redirect(reverse("inbox:new-split", args=[channel.pk]) + "?" + urlencode({"contact": contact.pk}))
         return redirect("inbox:conversation", conversation_id=message.conversation_id)
 
+    # With an eager worker (the embedded default) delivery already ran: show where it stands.
+    message.refresh_from_db(fields=["status", "error_code", "error_reason", "external_id"])
     new_conversation = conversation is None or conversation.pk != message.conversation_id
     if new_conversation:
         conversation = conversation_selectors.conversation_get(
@@ -468,7 +470,10 @@ def _send(request, *, channel, contact, conversation, from_new=False):
     if new_conversation:
         # The first message of a conversation: watch it from now on.
         html += render_to_string("inbox/_live.html", {"ws_url": _ws_url(conversation, {}), "oob": True}, request)
-    return HttpResponse(html)
+    response = HttpResponse(html)
+    if message.status == message.Status.FAILED:
+        return _toast(response, message.error_reason or f"Failed to send via {policy.label}.")
+    return response
 
 
 def _kept_attachments(request, attachment_ids):

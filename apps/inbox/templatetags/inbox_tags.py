@@ -219,3 +219,24 @@ OPT_IN_SOURCES = {
 @register.filter
 def opt_in_source(value) -> str:
     return OPT_IN_SOURCES.get(str(value), str(value).replace("_", " "))
+
+
+FILE_ICONS = {
+    "image": '<path d="M5 3h14a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2Zm0 2v10.6l3.3-3.3a1 1 0 0 1 1.4 0l2.3 2.3 4.3-4.3a1 1 0 0 1 1.4 0L19 11.6V5H5Zm3.5 1.5a2 2 0 1 1 0 4 2 2 0 0 1 0-4Z"/>',
+    "audio": '<path d="M12 3v10.6A4 4 0 1 0 14 17V7h4V3h-6Z"/>',
+    "video": '<path d="M4 5h11a2 2 0 0 1 2 2v2.5l4-2.5v10l-4-2.5V17a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V7a2 2 0 0 1 2-2Z"/>',
+    "document": '<path d="M6 2h8l6 6v12a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2Zm7 1.5V9h5.5L13 3.5ZM8 13v2h8v-2H8Zm0 4v2h5v-2H8Z"/>',
+    "clock": '<path d="M12 2a10 10 0 1 1 0 20 10 10 0 0 1 0-20Zm0 2a8 8 0 1 0 0 16 8 8 0 0 0 0-16Zm1 3v4.6l3.2 3.2-1.4 1.4L11 12.4V7h2Z"/>',
+}
+
+
+@register.simple_tag
+def file_icon(category: str, size: int = 20) -> str:
+    path = FILE_ICONS.get(category, FILE_ICONS["document"])
+    return format_html(
+        '<svg class="file-glyph file-glyph-{}" viewBox="0 0 24 24" width="{}" height="{}" aria-hidden="true">{}</svg>',
+        category if category in FILE_ICONS else "document",
+        size,
+        size,
+        mark_safe(path),  # constant markup from this module
+    )

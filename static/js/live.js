@@ -213,10 +213,14 @@
     if (messages && stickToBottom) scrollToBottom(messages);
   });
 
-  // A send's own response and the socket's frame can both bring the same bubble.
-  document.addEventListener("htmx:afterSettle", function () {
-    var messages = document.getElementById("messages");
-    if (messages) dedupeMessages(messages);
+  // A send's own response and the socket's frame can both bring the same bubble: keep the one
+  // already shown (the socket renders after commit, so it is never older). Right after the
+  // swap, in the same task, so no duplicate is ever painted.
+  ["htmx:afterSwap", "htmx:oobAfterSwap", "htmx:afterSettle"].forEach(function (name) {
+    document.addEventListener(name, function () {
+      var messages = document.getElementById("messages");
+      if (messages) dedupeMessages(messages);
+    });
   });
 
   function dedupeMessages(container) {

@@ -61,7 +61,7 @@ def open_conversation(page, conversation):
 
 
 def bubble(page, text: str):
-    return page.locator("#messages [id^='message-']").filter(has_text=text)
+    return page.locator("#messages .bubble-row").filter(has_text=text)
 
 
 def test_send_whatsapp_text_and_image_from_new_message(new_page, conversation, fake_twilio):
@@ -101,7 +101,7 @@ def test_send_whatsapp_text_and_image_from_new_message(new_page, conversation, f
     expect(sent.locator("img[alt='receipt.png']")).to_be_visible()
     release.set()
     expect(sent.locator("[aria-label=Sent]")).to_be_visible()
-    expect(page.locator("#messages [id^='message-']").filter(has_text="Your order ships today.")).to_have_count(1)
+    expect(page.locator("#messages .bubble-row").filter(has_text="Your order ships today.")).to_have_count(1)
     expect(text).to_have_value("")
 
     request = fake_twilio.sent[-1]
@@ -208,7 +208,7 @@ def test_page_resyncs_after_its_socket_drops(new_page, conversation, asgi_server
     inbound(asgi_server, conversation.channel, "Sent while you were away")
     expect(bubble(page, "Sent while you were away")).to_be_visible(timeout=8000)
     expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=8000)
-    expect(page.locator("#messages [id^='message-']").filter(has_text="Sent while you were away")).to_have_count(1)
+    expect(page.locator("#messages .bubble-row").filter(has_text="Sent while you were away")).to_have_count(1)
 
 
 def test_page_polls_when_the_socket_cannot_connect(new_page, conversation, asgi_server):

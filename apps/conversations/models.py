@@ -92,6 +92,10 @@ class Message(models.Model):
     type = models.CharField(max_length=10, choices=Type.choices, default=Type.TEXT)
     text = models.TextField(blank=True)
     location = models.JSONField(null=True, blank=True)
+    # Reactions shown on the message: [{"emoji": "❤", "by": "contact" | "agent", "at": iso}].
+    reactions = models.JSONField(default=list, blank=True)
+    # The customer unsent (deleted) the message; we keep the row and show that it was removed.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     # Template sends (outside the reply window): {"id", "provider_id", "variables"}.
     template = models.JSONField(null=True, blank=True)
     external_id = models.CharField(max_length=255, null=True, blank=True)

@@ -29,6 +29,9 @@ class Channel(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     status_reason = models.CharField(max_length=300, blank=True)
+    # The provider's own id of this channel, where webhooks name it in their body rather than the
+    # URL (Meta: page id, Instagram account id, WhatsApp phone number id). Routes those webhooks.
+    address = models.CharField(max_length=100, blank=True)
     # Non-secret provider configuration (Twilio: account_sid, sender).
     config = models.JSONField(default=dict, blank=True)
     # Secret provider configuration (Twilio: auth_token). Write-only everywhere.
@@ -40,10 +43,42 @@ class Channel(models.Model):
 
     class Meta:
         ordering = ["name", "pk"]
-        indexes = [models.Index(fields=["organization", "kind"])]
+        indexes = [models.Index(fields=["organization", "kind"]), models.Index(fields=["kind", "address"])]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
+
+
+class MetaAppConfig(models.Model):
+    """The one Meta app behind Messenger, Instagram and WhatsApp Cloud: system-wide, edited by a
+    superuser in Django admin (no environment variables). Use `MetaAppConfig.current()`."""
+
+    app_id = models.CharField(max_length=50, blank=True)
+    # {"app_secret": ...}: signs webhooks and exchanges OAuth codes. Write-only.
+    secrets = EncryptedJSONField(blank=True, default=dict)
+    verify_token = models.CharField(max_length=200, blank=True, help_text="The string Meta sends back when verifying the webhook.")
+    graph_version = models.CharField(max_length=10, default="v21.0")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Meta app configuration"
+        verbose_name_plural = "Meta app configuration"
+
+    def __str__(self) -> str:
+        return f"Meta app {self.app_id or '(not set)'}"
+
+    @classmethod
+    def current(cls) -> "MetaAppConfig":
+        config, _ = cls.objects.get_or_create(pk=1)
+        return config
+
+    @property
+    def app_secret(self) -> str:
+        return self.secrets.get("app_secret", "")
+
+    @property
+    def is_configured(self) -> bool:
+        return bool(self.app_id and self.app_secret and self.verify_token)
 
 
 class InboundEvent(models.Model):

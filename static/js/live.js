@@ -175,7 +175,7 @@
     var code = event.detail && event.detail.event ? event.detail.event.code : 1006;
     state.open = false;
     state.closedSinceOpen = true;
-    setLive("closed");
+    setLive(state.pollTimer ? "polling" : "closed");
     if (GIVE_UP_CODES.indexOf(code) >= 0) {
       startPolling();
       return;
@@ -255,7 +255,7 @@
   // A page whose socket never opens (blocked by a proxy, server without websockets) polls.
   document.addEventListener("DOMContentLoaded", function () {
     if (!socketElement()) return;
-    setLive("connecting");
+    if (!state.open && !state.pollTimer) setLive("connecting");
     window.setTimeout(function () {
       if (!state.everOpened) startPolling();
     }, POLL_AFTER_MS);

@@ -98,9 +98,13 @@ def test_send_whatsapp_text_and_image_from_new_message(new_page, conversation, f
     expect(sent.locator("[aria-label=Sending]")).to_be_visible()
     expect(sent.locator(".bubble-text br")).to_have_count(1)  # the line break is kept
     expect(sent.locator(".bubble-text")).to_contain_text("Tracking number follows.")
-    expect(sent.locator("img[alt='receipt.png']")).to_be_visible()
+    thumbnail = sent.locator("img[alt='receipt.png']")
+    expect(thumbnail).to_have_count(1)
     release.set()
     expect(sent.locator("[aria-label=Sent]")).to_be_visible()
+    # The thumbnail is our own copy of the upload, served to the agent's browser.
+    thumbnail.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth === 1", arg=thumbnail.element_handle(), timeout=5000)
     expect(page.locator("#messages .bubble-row").filter(has_text="Your order ships today.")).to_have_count(1)
     expect(text).to_have_value("")
 

@@ -199,6 +199,8 @@ TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "https://api.twilio.com").rs
 # Inbound media is fetched only from these hosts (and their subdomains).
 TWILIO_MEDIA_HOSTS = env_list("TWILIO_MEDIA_HOSTS", "api.twilio.com,twiliocdn.com,twilio.com")
 MEDIA_DOWNLOAD_MAX_BYTES = int(os.environ.get("MEDIA_DOWNLOAD_MAX_BYTES", str(16 * 1024 * 1024)))
+# A media download (all redirects and the whole body) must finish within this many seconds.
+MEDIA_DOWNLOAD_DEADLINE = float(os.environ.get("MEDIA_DOWNLOAD_DEADLINE", "60"))
 PROVIDER_CONNECT_TIMEOUT = float(os.environ.get("PROVIDER_CONNECT_TIMEOUT", "5"))
 PROVIDER_READ_TIMEOUT = float(os.environ.get("PROVIDER_READ_TIMEOUT", "20"))
 # Outbound pacing per sender (token bucket); WhatsApp senders start at 80 messages/s.

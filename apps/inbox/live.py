@@ -17,7 +17,8 @@ from django.utils import timezone
 from apps.accounts.models import Membership
 from apps.conversations import selectors as conversation_selectors
 from apps.conversations import services as conversation_services
-from apps.conversations.models import Conversation
+from apps.conversations.models import Conversation, Message
+from apps.providers.policies import POLICIES
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ def message_created_html(
                 # Delete first: the sender's page may already hold this bubble from its own send.
                 parts.append(f'<div id="message-{message.pk}" hx-swap-oob="delete"></div>')
                 parts.append(f'<div id="messages" hx-swap-oob="beforeend">{bubble}</div>')
+                if message.direction == Message.Direction.INBOUND:
+                    # The customer wrote: the reply window (re)opens.
+                    parts.append(_window_banner(message.conversation))
         conversation = _conversation(membership=membership, conversation_id=conversation_id, filters=filters)
         if conversation is not None:
             row = _render_row(conversation, membership=membership, filters=filters, active=watching)
@@ -112,6 +116,16 @@ def conversation_row_html(
                 return f'<div id="conversation-{_as_int(conversation_id)}" hx-swap-oob="delete"></div>'
             return ""
         return _oob(_render_row(conversation, membership=membership, filters=filters, active=watching), "outerHTML")
+
+
+def _window_banner(conversation: Conversation) -> str:
+    from apps.conversations import sending
+
+    policy = POLICIES.get(conversation.channel.kind)
+    if policy is None or policy.reply_window is None:
+        return ""
+    window = sending.reply_window_state(conversation, policy)
+    return _oob(render_to_string("inbox/_window_banner.html", {"window": window, "conversation": conversation}), "outerHTML")
 
 
 def _message(*, membership: Membership, conversation_id: int, message_id: int):

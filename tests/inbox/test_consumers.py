@@ -2,6 +2,7 @@
 real Redis channel layer: every payload crosses msgpack, so only ids and strings go through."""
 
 import json
+import re
 import zoneinfo
 from datetime import UTC, datetime
 
@@ -96,6 +97,10 @@ def test_watched_conversation_receives_bubble_and_row_for_inbound_message(alice,
         assert html.index('id="conversation-list"') < html.rindex(f'id="conversation-{conversation.pk}"')
         assert "Siti Rahman" in html
         assert "unread" not in html  # read as it arrives: no badge on the row
+        # The customer wrote: the reply window banner is replaced, now open.
+        banner = re.search(r'<div id="window-banner"[^>]*>(.*?)</div>', html, re.S)
+        assert banner and 'is-open' in banner.group(0) and 'hx-swap-oob="outerHTML"' in banner.group(0)
+        assert "Window open: 23 h 59 min left" in banner.group(1)
         assert f'class="row active"' in html or 'active' in html.split(f'id="conversation-{conversation.pk}"')[-1][:80]
         await ws.disconnect()
 

@@ -198,6 +198,11 @@ SPECTACULAR_SETTINGS = {
 TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "https://api.twilio.com").rstrip("/")
 # Inbound media is fetched only from these hosts (and their subdomains).
 TWILIO_MEDIA_HOSTS = env_list("TWILIO_MEDIA_HOSTS", "api.twilio.com,twiliocdn.com,twilio.com")
+META_GRAPH_BASE = os.environ.get("META_GRAPH_BASE", "https://graph.facebook.com").rstrip("/")
+# Facebook Login's OAuth dialog (the browser goes there; a fake can stand in, like the Graph API).
+META_DIALOG_BASE = os.environ.get("META_DIALOG_BASE", "https://www.facebook.com").rstrip("/")
+# Messenger / Instagram attachments and WhatsApp Cloud media are fetched only from these hosts.
+META_MEDIA_HOSTS = env_list("META_MEDIA_HOSTS", "fbcdn.net,fbsbx.com,cdninstagram.com,lookaside.fbsbx.com,whatsapp.net")
 MEDIA_DOWNLOAD_MAX_BYTES = int(os.environ.get("MEDIA_DOWNLOAD_MAX_BYTES", str(16 * 1024 * 1024)))
 # A media download (all redirects and the whole body) must finish within this many seconds.
 MEDIA_DOWNLOAD_DEADLINE = float(os.environ.get("MEDIA_DOWNLOAD_DEADLINE", "60"))

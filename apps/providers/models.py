@@ -116,3 +116,35 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.kind}:{self.event_id}"
+
+
+class MetaOAuthState(models.Model):
+    """The server half of a Facebook Login `state`: single use, bound to the membership that
+    started it, expiring quickly. Only the nonce's hash is kept."""
+
+    membership = models.ForeignKey("accounts.Membership", on_delete=models.CASCADE, related_name="+")
+    nonce_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Meta OAuth state {self.pk}"
+
+
+class MetaPendingConnection(models.Model):
+    """Facebook Login finished, the admin has not picked a page yet. The user token and page
+    tokens wait here, encrypted, until a page is connected or the row expires."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    membership = models.ForeignKey("accounts.Membership", on_delete=models.CASCADE, related_name="+")
+    # {"user_token": ..., "page_tokens": {page_id: token}}. Write-only.
+    secrets = EncryptedJSONField(blank=True, default=dict)
+    # [{"id", "name", "instagram_account_id", "instagram_username"}]: what the picker shows.
+    pages = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Pending Meta connection {self.uuid}"

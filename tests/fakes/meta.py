@@ -32,7 +32,9 @@ Endpoints (``V`` = the Graph version, any ``vNN.N``)
     "instagram_business_account": {"id", "username"}}], "paging": {...}}``
 ``POST|GET|DELETE /V/{page-id}/subscribed_apps`` with the page token
     POST needs ``subscribed_fields`` (comma separated) -> ``{"success": true}``; recorded in
-    ``fake.subscriptions[page_id]``; GET lists them; DELETE removes them.
+    ``fake.subscriptions[page_id]``; GET lists them; DELETE removes them.  The same path with a
+    WhatsApp Business Account id (and its number's token) subscribes the WABA
+    (``fake.subscriptions[waba_id] == ["messages"]``).
 ``POST /V/{page-id}/messages``, ``POST /V/me/messages`` (page token), ``POST /V/{ig-id}/messages``
     Send API.  Checks the page token, ``recipient.id``, exactly one of ``message`` /
     ``sender_action``, ``messaging_type`` (RESPONSE, UPDATE, MESSAGE_TAG; MESSAGE_TAG needs
@@ -780,6 +782,20 @@ class FakeMeta:
         return None
 
     def _subscribed_apps(self, req: RecordedRequest, page_id: str) -> _Answer:
+        with self._lock:
+            number = next((n for n in self._numbers.values() if n.waba_id and n.waba_id == page_id), None)
+        if number is not None:  # a WhatsApp Business Account, with its system-user token
+            if not _same(req.access_token, number.token):
+                return _bad_token()
+            with self._lock:
+                if req.method == "POST":
+                    self.subscriptions[page_id] = ["messages"]
+                elif req.method == "DELETE":
+                    self.subscriptions.pop(page_id, None)
+                else:
+                    return _Answer.json(200, {"data": [{"whatsapp_business_api_data": {"id": self.app_id}}]
+                                              if page_id in self.subscriptions else []})
+            return _Answer.json(200, {"success": True})
         page = self._page_for_token(req.access_token)
         if page is None:
             return _bad_token()

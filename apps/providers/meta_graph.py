@@ -1,0 +1,282 @@
+"""The Meta Graph API over `requests`: Facebook Login, pages, profiles, WhatsApp Cloud numbers.
+
+HTTP only, no ORM: callers pass the Graph version (`MetaAppConfig.graph_version`) and tokens.
+Tokens travel in the `Authorization` header, never in a URL, so no exception text or log line
+can carry one; only the OAuth code exchange sends the app secret, and its failures are reported
+without the URL.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import requests
+from django.conf import settings
+
+DEFAULT_VERSION = "v21.0"
+
+# What Parley asks for in Facebook Login (Messenger and Instagram DMs of the pages an admin picks).
+OAUTH_SCOPES = (
+    "pages_messaging",
+    "pages_manage_metadata",
+    "pages_show_list",
+    "instagram_basic",
+    "instagram_manage_messages",
+    "business_management",
+)
+# The page webhooks Parley needs (Messenger and Instagram DMs, receipts, reactions, echoes).
+PAGE_SUBSCRIBED_FIELDS = (
+    "messages",
+    "messaging_postbacks",
+    "message_deliveries",
+    "message_reads",
+    "message_reactions",
+    "message_echoes",
+)
+
+TOKEN_CODES = {190, 102, 10}  # expired / invalid session, API permission
+RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80007, 80008, 80014, 130429, 131048,
+                    131056}
+# Sends refused because the 24-hour (or 7-day tag) window is over.
+OUTSIDE_WINDOW_SUBCODES = {2018278, 2018065, 2018108, 2534022}
+OUTSIDE_WINDOW_CODES = {131047}
+USER_UNAVAILABLE_CODES = {551}
+USER_UNAVAILABLE_SUBCODES = {1545041, 2018001, 2018007}
+
+
+class GraphError(Exception):
+    """Graph answered with an error body: `{"error": {"message", "type", "code", "error_subcode",
+    "fbtrace_id"}}`. `status` is the HTTP status; `retry_after` seconds when Graph said so."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int = 0,
+        subcode: int | None = None,
+        type: str = "",  # noqa: A002 - Graph's own field name
+        fbtrace_id: str = "",
+        status: int = 0,
+        details: str = "",
+        retry_after: float | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.subcode = subcode
+        self.type = type
+        self.fbtrace_id = fbtrace_id
+        self.status = status
+        self.details = details
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        sub = f"/{self.subcode}" if self.subcode else ""
+        return f"Graph error {self.code}{sub}: {self.message}"
+
+    @property
+    def is_outside_window(self) -> bool:
+        return self.subcode in OUTSIDE_WINDOW_SUBCODES or self.code in OUTSIDE_WINDOW_CODES
+
+    @property
+    def is_token_problem(self) -> bool:
+        """The token expired, was invalidated or lost a permission: an admin must reconnect."""
+        if self.is_outside_window:
+            return False  # Messenger reports the closed window as (#10) with a subcode.
+        return self.code in TOKEN_CODES or 200 <= self.code <= 299
+
+    @property
+    def is_rate_limit(self) -> bool:
+        return self.code in RATE_LIMIT_CODES or self.status == 429
+
+    @property
+    def is_user_unavailable(self) -> bool:
+        return self.code in USER_UNAVAILABLE_CODES or self.subcode in USER_UNAVAILABLE_SUBCODES
+
+    @property
+    def is_transient(self) -> bool:
+        """Trying again later may work (rate limits, Graph's own failures)."""
+        return self.is_rate_limit or self.status >= 500 or self.code in (1, 2)
+
+
+class GraphUnreachable(Exception):
+    """No answer from Graph. `maybe_delivered` when the request was sent and the answer lost
+    (a read timeout): a send may have gone through."""
+
+    def __init__(self, message: str, *, maybe_delivered: bool):
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
+
+
+def graph_url(path: str, *, version: str = DEFAULT_VERSION) -> str:
+    return f"{settings.META_GRAPH_BASE}/{version}/{path.lstrip('/')}"
+
+
+def graph_request(
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    version: str = DEFAULT_VERSION,
+    params: dict | None = None,
+    data: dict | None = None,
+    json: dict | None = None,
+) -> dict:
+    """One Graph call; the decoded JSON answer, or GraphError / GraphUnreachable."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = (settings.PROVIDER_CONNECT_TIMEOUT, settings.PROVIDER_READ_TIMEOUT)
+    try:
+        response = requests.request(
+            method, graph_url(path, version=version), params=params, data=data, json=json, headers=headers,
+            timeout=timeout, allow_redirects=False,
+        )
+    except requests.exceptions.ConnectTimeout:
+        raise GraphUnreachable("Meta did not accept the connection in time.", maybe_delivered=False) from None
+    except requests.exceptions.ReadTimeout:
+        raise GraphUnreachable("Meta did not answer in time.", maybe_delivered=True) from None
+    except requests.exceptions.RequestException as exc:
+        # The exception text can hold the URL (and the app secret of a code exchange): drop it.
+        maybe = not isinstance(exc, requests.exceptions.ConnectionError) or _sent_before_failure(exc)
+        raise GraphUnreachable(f"Meta could not be reached ({type(exc).__name__}).", maybe_delivered=maybe) from None
+    return _decode(response)
+
+
+def _sent_before_failure(exc: requests.exceptions.ConnectionError) -> bool:
+    # A refused or unresolvable connection never sent anything; a reset mid-answer may have.
+    text = repr(exc.args)
+    return not any(s in text for s in ("NewConnectionError", "Connection refused", "NameResolutionError"))
+
+
+def _decode(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if response.status_code >= 400 or isinstance(error, dict):
+        error = error if isinstance(error, dict) else {}
+        retry_after = response.headers.get("Retry-After")
+        try:
+            retry = float(retry_after) if retry_after else None
+        except ValueError:
+            retry = None
+        details = error.get("error_data", {}).get("details", "") if isinstance(error.get("error_data"), dict) else ""
+        raise GraphError(
+            str(error.get("message") or f"HTTP {response.status_code}"),
+            code=_int(error.get("code")),
+            subcode=_int(error.get("error_subcode")) or None,
+            type=str(error.get("type") or ""),
+            fbtrace_id=str(error.get("fbtrace_id") or ""),
+            status=response.status_code,
+            details=str(details or ""),
+            retry_after=retry,
+        )
+    if not isinstance(body, dict):
+        raise GraphError("Meta answered something that is not JSON.", status=response.status_code)
+    return body
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+# --------------------------------------------------------------------------- Facebook Login
+
+
+def oauth_dialog_url(*, app_id: str, redirect_uri: str, state: str, version: str = DEFAULT_VERSION) -> str:
+    query = urlencode(
+        {"client_id": app_id, "redirect_uri": redirect_uri, "state": state, "scope": ",".join(OAUTH_SCOPES),
+         "response_type": "code"}
+    )
+    return f"{settings.META_DIALOG_BASE}/{version}/dialog/oauth?{query}"
+
+
+def oauth_exchange_code(*, app_id: str, app_secret: str, redirect_uri: str, code: str,
+                        version: str = DEFAULT_VERSION) -> str:
+    """The one-time code from the dialog -> a short-lived user access token."""
+    answer = graph_request("GET", "oauth/access_token", version=version, params={
+        "client_id": app_id, "client_secret": app_secret, "redirect_uri": redirect_uri, "code": code})
+    return _token(answer)
+
+
+def oauth_long_lived_token(*, app_id: str, app_secret: str, user_token: str, version: str = DEFAULT_VERSION) -> str:
+    """A short-lived user token -> a long-lived one (about 60 days); page tokens listed with it
+    do not expire."""
+    answer = graph_request("GET", "oauth/access_token", version=version, params={
+        "grant_type": "fb_exchange_token", "client_id": app_id, "client_secret": app_secret,
+        "fb_exchange_token": user_token})
+    return _token(answer)
+
+
+def _token(answer: dict) -> str:
+    token = answer.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise GraphError("Meta answered without an access token.")
+    return token
+
+
+def me_accounts(*, user_token: str, version: str = DEFAULT_VERSION, max_pages: int = 20) -> list[dict]:
+    """The pages the user manages: [{"id", "name", "access_token", "instagram_account_id",
+    "instagram_username"}] (Instagram fields empty when no business account is linked)."""
+    params = {"fields": "id,name,access_token,tasks,instagram_business_account{id,username}", "limit": 100}
+    pages: list[dict] = []
+    after = None
+    for _ in range(max_pages):
+        answer = graph_request("GET", "me/accounts", token=user_token, version=version,
+                               params={**params, **({"after": after} if after else {})})
+        for item in answer.get("data") or []:
+            instagram = item.get("instagram_business_account") or {}
+            pages.append({
+                "id": str(item.get("id", "")),
+                "name": str(item.get("name", "")),
+                "access_token": str(item.get("access_token", "")),
+                "instagram_account_id": str(instagram.get("id", "")),
+                "instagram_username": str(instagram.get("username", "")),
+            })
+        paging = answer.get("paging") or {}
+        after = (paging.get("cursors") or {}).get("after")
+        if not paging.get("next") or not after:
+            break
+    return [page for page in pages if page["id"] and page["access_token"]]
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def page_subscribe(*, page_id: str, page_token: str, fields=PAGE_SUBSCRIBED_FIELDS,
+                   version: str = DEFAULT_VERSION) -> None:
+    graph_request("POST", f"{page_id}/subscribed_apps", token=page_token, version=version,
+                  data={"subscribed_fields": ",".join(fields)})
+
+
+def page_unsubscribe(*, page_id: str, page_token: str, version: str = DEFAULT_VERSION) -> None:
+    graph_request("DELETE", f"{page_id}/subscribed_apps", token=page_token, version=version)
+
+
+def messenger_profile(*, psid: str, page_token: str, version: str = DEFAULT_VERSION) -> dict:
+    """{"id", "first_name", "last_name", "profile_pic"} of a Messenger user (fields may be missing)."""
+    return graph_request("GET", psid, token=page_token, version=version,
+                         params={"fields": "first_name,last_name,profile_pic"})
+
+
+def instagram_profile(*, igsid: str, page_token: str, version: str = DEFAULT_VERSION) -> dict:
+    """{"id", "name", "username", "profile_pic"} of an Instagram user (fields may be missing)."""
+    return graph_request("GET", igsid, token=page_token, version=version,
+                         params={"fields": "name,username,profile_pic"})
+
+
+# --------------------------------------------------------------------------- WhatsApp Cloud
+
+
+def whatsapp_number_get(*, phone_number_id: str, access_token: str, version: str = DEFAULT_VERSION) -> dict:
+    """{"id", "display_phone_number", "verified_name", "quality_rating", ...} of a Cloud API number."""
+    return graph_request("GET", phone_number_id, token=access_token, version=version,
+                         params={"fields": "id,display_phone_number,verified_name,quality_rating"})
+
+
+def whatsapp_waba_subscribe(*, waba_id: str, access_token: str, version: str = DEFAULT_VERSION) -> None:
+    """Subscribe the app to the WhatsApp Business Account's webhooks."""
+    graph_request("POST", f"{waba_id}/subscribed_apps", token=access_token, version=version)

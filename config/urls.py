@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("webhooks/", include("apps.providers.urls")),
     path("files/", include("apps.conversations.urls")),
+    path("settings/", include("apps.providers.settings_urls")),
     path("", include("apps.accounts.urls")),
     path("", include("apps.inbox.urls")),
 ]

@@ -1,11 +1,18 @@
+import re
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.text import Truncator
 
 from apps.core.admin import OrganizationScopedAdmin
 from apps.core.errors import ServiceError
 from apps.providers import inbound, services
 from apps.providers.forms import TWILIO_KINDS, ChannelAdminForm
-from apps.providers.models import Channel, InboundEvent
+from apps.providers.models import Channel, InboundEvent, MetaAppConfig
 
 
 @admin.register(Channel)
@@ -98,3 +105,70 @@ class InboundEventAdmin(OrganizationScopedAdmin):
             self.message_user(request, f"Skipped {refused} event(s) already processed.", messages.WARNING)
         if failed:
             self.message_user(request, f"{failed} event(s) failed again; see their last error.", messages.ERROR)
+
+
+class MetaAppConfigForm(forms.ModelForm):
+    replace_app_secret = forms.CharField(
+        label="Replace app secret",
+        required=False,
+        strip=True,
+        # render_value=False: a submitted secret is not echoed back even when the form has errors.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="From the Meta app's Settings → Basic. Leave empty to keep the stored secret.",
+    )
+
+    class Meta:
+        model = MetaAppConfig
+        fields = ["app_id", "verify_token", "graph_version"]
+
+    def clean_graph_version(self) -> str:
+        version = self.cleaned_data["graph_version"].strip()
+        if not re.fullmatch(r"v\d+\.\d+", version):
+            raise forms.ValidationError('A Graph API version looks like "v21.0".')
+        return version
+
+
+@admin.register(MetaAppConfig)
+class MetaAppConfigAdmin(admin.ModelAdmin):
+    """The system-wide Meta app: superusers only; the app secret is write-only."""
+
+    form = MetaAppConfigForm
+    list_display = ["__str__", "graph_version", "app_secret_state", "updated_at"]
+    readonly_fields = ["app_secret_state", "webhook_url", "updated_at"]
+    fields = ["app_id", "app_secret_state", "replace_app_secret", "verify_token", "graph_version", "webhook_url", "updated_at"]
+
+    @admin.display(description="App secret")
+    def app_secret_state(self, config: MetaAppConfig) -> str:
+        return "set" if config.pk and config.app_secret else "not set"
+
+    @admin.display(description="Webhook callback URL")
+    def webhook_url(self, config: MetaAppConfig) -> str:
+        return f"{settings.PUBLIC_BASE_URL}/webhooks/meta/"
+
+    def save_model(self, request, obj, form, change):
+        secret = form.cleaned_data.get("replace_app_secret")
+        if secret:
+            obj.secrets = {**obj.secrets, "app_secret": secret}
+        obj.save()
+
+    def changelist_view(self, request, extra_context=None):
+        # One row: go straight to it.
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        config = MetaAppConfig.current()
+        return redirect(reverse("admin:providers_metaappconfig_change", args=[config.pk]))
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

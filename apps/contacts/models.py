@@ -8,7 +8,8 @@ class Contact(models.Model):
     email = models.EmailField(blank=True)
     # E.164 (+60123456789) or empty; validated by services.phone_normalize.
     phone = models.CharField(max_length=20, blank=True, db_index=True)
-    avatar_url = models.URLField(blank=True)
+    # Graph API profile pictures are long signed CDN URLs.
+    avatar_url = models.URLField(max_length=1000, blank=True)
     custom_attributes = models.JSONField(default=dict, blank=True)
 
     # WhatsApp consent: opted in (how, when); unsubscribed (STOP) or blocked (provider said so).

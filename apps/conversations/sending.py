@@ -65,18 +65,30 @@ class WindowState:
     open: bool
     closes_at: datetime | None
     warning: str
+    # Open only through a message tag (Messenger / Instagram `HUMAN_AGENT` between 24 h and 7 days).
+    tag: str = ""
+    refusal: str = ""  # what a refused send says (defaults to the warning)
 
 
 def reply_window_state(conversation: Conversation | None, policy: ChannelPolicy, *, now=None) -> WindowState:
-    """Whether a free-form reply is allowed now. Channels without a window are always open."""
+    """Whether a free-form reply is allowed now. Channels without a window are always open.
+    Meta channels have a second, tagged window: open with `tag` set, the banner says so."""
     if policy.reply_window is None:
         return WindowState(open=True, closes_at=None, warning="")
     last_inbound = conversation.last_inbound_at if conversation is not None else None
+    closed_refusal = policy.window_closed or policy.window_warning
     if last_inbound is None:
-        return WindowState(open=False, closes_at=None, warning=policy.window_warning)
+        return WindowState(open=False, closes_at=None, warning=policy.window_warning, refusal=closed_refusal)
+    now = now or timezone.now()
     closes_at = last_inbound + policy.reply_window
-    is_open = (now or timezone.now()) < closes_at
-    return WindowState(open=is_open, closes_at=closes_at, warning="" if is_open else policy.window_warning)
+    if now < closes_at:
+        return WindowState(open=True, closes_at=closes_at, warning="")
+    if policy.extended_window is not None:
+        extended_closes_at = last_inbound + policy.extended_window
+        if now < extended_closes_at:
+            return WindowState(open=True, closes_at=extended_closes_at, warning=policy.extended_window_note,
+                               tag=policy.extended_window_tag)
+    return WindowState(open=False, closes_at=closes_at, warning=policy.window_warning, refusal=closed_refusal)
 
 
 # Validation ----------------------------------------------------------------------------------
@@ -117,7 +129,7 @@ def channel_refusal(channel: Channel) -> ServiceError | None:
 
 def _window_refusal(conversation: Conversation | None, policy: ChannelPolicy) -> ServiceError | None:
     state = reply_window_state(conversation, policy)
-    return None if state.open else ServiceError("outside_window", state.warning)
+    return None if state.open else ServiceError("outside_window", state.refusal or state.warning)
 
 
 def _attachments_for(*, organization_id: int, attachment_ids: Sequence, policy: ChannelPolicy) -> list[Attachment]:
@@ -249,7 +261,8 @@ def message_send(
                     type=message_type,
                     text=text,
                     template=(
-                        {"id": template.pk, "provider_id": template.provider_template_id, "variables": variables}
+                        {"id": template.pk, "provider_id": template.provider_template_id, "variables": variables,
+                         "language": template.language}
                         if template is not None
                         else None
                     ),
@@ -415,6 +428,8 @@ def _outbound(message: Message, channel: Channel, contact: Contact, policy: Chan
         to = identity.address if identity else ""
     template = message.template or {}
     path = STATUS_CALLBACK_PATHS.get(channel.kind)
+    # Meta: between 24 h and 7 days a reply is only allowed with the human agent tag.
+    tag = "" if template else reply_window_state(message.conversation, policy).tag
     return OutboundMessage(
         to=to,
         text="" if template else message.text,
@@ -428,6 +443,8 @@ def _outbound(message: Message, channel: Channel, contact: Contact, policy: Chan
         template_variables=template.get("variables") or {},
         status_callback=settings.PUBLIC_BASE_URL + path.format(uuid=channel.uuid) if path else "",
         idempotency_key=f"parley-message-{message.pk}",
+        tag=tag,
+        template_language=template.get("language", ""),
     )
 
 

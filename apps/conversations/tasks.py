@@ -45,3 +45,23 @@ def _deliver_in_thread(message_id: int) -> None:
         message_deliver_task.apply(args=(message_id,))
     finally:
         connection.close()
+
+
+@shared_task(ignore_result=True)
+def conversation_read_receipt_task(conversation_id: int) -> None:
+    from apps.conversations import receipts
+    from apps.conversations.models import Conversation
+
+    conversation = Conversation.objects.select_related("channel", "contact").filter(pk=conversation_id).first()
+    if conversation is not None:
+        receipts.conversation_send_read_receipt(conversation=conversation)
+
+
+@shared_task(ignore_result=True)
+def conversation_typing_task(conversation_id: int) -> None:
+    from apps.conversations import receipts
+    from apps.conversations.models import Conversation
+
+    conversation = Conversation.objects.select_related("channel", "contact").filter(pk=conversation_id).first()
+    if conversation is not None:
+        receipts.conversation_send_typing(conversation=conversation)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("conversations/<int:conversation_id>/", views.index, name="conversation"),
     path("conversations/<int:conversation_id>/messages/", views.message_older, name="messages"),
     path("conversations/<int:conversation_id>/send/", views.conversation_send, name="send"),
+    path("conversations/<int:conversation_id>/typing/", views.conversation_typing, name="typing"),
     path("conversations/<int:conversation_id>/assign/", views.conversation_assign, name="assign"),
     path("conversations/<int:conversation_id>/status/", views.conversation_status, name="status"),
     path("messages/<int:message_id>/retry/", views.message_retry, name="retry"),

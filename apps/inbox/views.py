@@ -23,6 +23,7 @@ from django_htmx.http import reswap, retarget, trigger_client_event
 from apps.accounts import selectors as account_selectors
 from apps.contacts import selectors as contact_selectors
 from apps.conversations import attachments as attachment_services
+from apps.conversations import receipts
 from apps.conversations import selectors as conversation_selectors
 from apps.conversations import sending
 from apps.conversations import services as conversation_services
@@ -77,6 +78,7 @@ def index(request, conversation_id=None):
     if conversation_id is not None:
         conversation = conversation_selectors.conversation_get(membership=membership, conversation_id=conversation_id)
         conversation_services.conversation_mark_read(conversation=conversation, user=request.user)
+        receipts.conversation_opened(conversation=conversation)
         conversation.has_unread = False
     target = request.htmx.target if request.htmx and not request.htmx.boosted else None
 
@@ -132,6 +134,15 @@ def message_older(request, conversation_id):
 def conversation_send(request, conversation_id):
     conversation = conversation_selectors.conversation_get(membership=request.membership, conversation_id=conversation_id)
     return _send(request, channel=conversation.channel, contact=conversation.contact, conversation=conversation)
+
+
+@member_required
+@require_POST
+def conversation_typing(request, conversation_id):
+    """The agent is typing (inbox.js, debounced); the customer's app may show it."""
+    conversation = conversation_selectors.conversation_get(membership=request.membership, conversation_id=conversation_id)
+    receipts.conversation_typing(conversation=conversation)
+    return HttpResponse(status=204)
 
 
 @member_required

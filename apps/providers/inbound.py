@@ -25,8 +25,19 @@ from apps.contacts.services import phone_normalize
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Attachment, Conversation, Message
 from apps.core.errors import ServiceError
+from apps.inbox import broadcast
 from apps.providers import registry, tasks
-from apps.providers.adapters.base import InboundMessage, MediaRef, RawEvent, StatusUpdate, WebhookRequest
+from apps.contacts.models import ContactIdentity
+from apps.providers.adapters.base import (
+    InboundMessage,
+    MediaRef,
+    RawEvent,
+    Reaction,
+    StatusUpdate,
+    Unsend,
+    Watermark,
+    WebhookRequest,
+)
 from apps.providers.media import MediaRefused
 from apps.providers.models import Channel, InboundEvent
 from apps.providers.policies import policy_for
@@ -35,7 +46,17 @@ log = logging.getLogger(__name__)
 
 MEDIA_NOT_DOWNLOADED = "[attachment could not be downloaded]"
 # Providers whose webhooks name the channel by its uuid (Meta will route by page / account id).
-PROVIDER_OF_KIND = {"twilio_whatsapp": "twilio", "twilio_sms": "twilio", "sandbox": "sandbox"}
+PROVIDER_OF_KIND = {
+    "twilio_whatsapp": "twilio",
+    "twilio_sms": "twilio",
+    "sandbox": "sandbox",
+    "messenger": "meta",
+    "instagram": "meta",
+    "meta_whatsapp": "meta",
+}
+META_KINDS = ("messenger", "instagram", "meta_whatsapp")
+# New Messenger / Instagram senders get their name and picture from the Graph API.
+ENRICHED_KINDS = ("messenger", "instagram")
 # Twilio error codes on a failed status that say something about the contact or the window,
 # handled like the same refusal on send.
 STATUS_EFFECTS = {"21610": "opted_out", "63016": "window", "63032": "blocked"}
@@ -68,27 +89,41 @@ def provider_for(channel: Channel) -> str:
 
 
 @transaction.atomic
-def event_record(*, channel: Channel, events: list[RawEvent]) -> list[int]:
+def event_record(
+    *, channel: Channel | None, events: list[RawEvent], provider: str = "", destination: str = ""
+) -> list[int]:
     """Insert the events once (unique per provider, destination and event id); duplicates are
-    skipped by the database. Schedules processing of the new ones after commit."""
+    skipped by the database. Schedules processing of the new ones after commit.
+
+    Meta routes by the id in the body, so its destination is that id (page, Instagram account,
+    phone number id). With no channel for it the events are kept, failed with the reason, and
+    processed by the sweep (or a replay) once the channel is connected."""
     if not events:
         return []
     now = timezone.now()
+    provider = provider or provider_for(channel)
+    destination = destination or (channel.address if provider == "meta" else str(channel.uuid))
     rows = [
         InboundEvent(
-            provider=provider_for(channel),
-            destination=str(channel.uuid),
+            provider=provider,
+            destination=destination,
             channel=channel,
-            organization_id=channel.organization_id,
+            organization_id=channel.organization_id if channel is not None else None,
             event_id=event.event_id[:255],
             kind=event.kind,
             ref=event.ref[:255],
             body=event.body,
             received_at=now,
+            state=InboundEvent.State.PENDING if channel is not None else InboundEvent.State.FAILED,
+            last_error="" if channel is not None else f"No channel is connected for {provider} id {destination}.",
         )
         for event in events
     ]
     new_ids = _insert_ignoring_conflicts(rows)
+    if channel is None:
+        if new_ids:
+            log.warning("%d %s event(s) for unknown destination %s kept unprocessed", len(new_ids), provider, destination)
+        return new_ids
     for event_id in new_ids:
         # delay_on_commit, made robust: with the broker down the events are committed anyway and
         # the provider must still hear 200; the sweep enqueues pending events later.
@@ -133,16 +168,25 @@ def event_process(event_id: int) -> None:
     event = InboundEvent.objects.select_related("channel__organization").filter(pk=event_id).first()
     if event is None or event.state == InboundEvent.State.PROCESSED:
         return
+    if event.channel is None and event.provider == "meta":
+        _attach_meta_channel(event)
     if event.channel is None:
-        _finish(event, state=InboundEvent.State.FAILED, error="The channel of this event was deleted.")
+        error = event.last_error if event.provider == "meta" else "The channel of this event was deleted."
+        _finish(event, state=InboundEvent.State.FAILED, error=error or "The channel of this event was deleted.")
         return
     try:
         adapter = registry.adapter_for(event.channel)
         normalized = adapter.normalize(event.kind, event.body)
-        if isinstance(normalized, InboundMessage):
+        if isinstance(normalized, InboundMessage) and normalized.echo:
+            _process_echo(event, adapter, normalized)
+        elif isinstance(normalized, InboundMessage):
             _process_message(event, adapter, normalized)
         elif isinstance(normalized, StatusUpdate):
             _process_status(event, normalized)
+        elif isinstance(normalized, Watermark):
+            _process_watermark(event, normalized)
+        elif isinstance(normalized, Reaction | Unsend):
+            _process_reaction_or_unsend(event, normalized)
         else:
             # Nothing for us in it (a status we do not track, a profile ping): done.
             with transaction.atomic():
@@ -199,13 +243,16 @@ def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> N
     channel = event.channel
     policy = policy_for(channel.kind)
     phone = _e164(inbound.sender) if policy.needs_phone else ""
-    contact, _ = contact_services.contact_resolve(
+    contact, contact_created = contact_services.contact_resolve(
         organization=channel.organization,
         kind=policy.identity_kind,
         address=phone or inbound.sender,
         name=inbound.sender_name,
         phone=phone,
     )
+    if contact_created and channel.kind in ENRICHED_KINDS:
+        # Once, in the background: the contact is usable whatever the Graph API answers.
+        tasks.contact_enrich_task.delay_on_commit(contact.pk, channel.pk)
     conversation, _ = conversation_services.conversation_open_for(contact=contact, channel=channel)
     # Media first and outside any transaction: downloads are slow and may fail.
     known = Message.objects.filter(channel=channel, external_id=inbound.external_id).exists()
@@ -224,6 +271,7 @@ def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> N
                 text=text,
                 type=_message_type(inbound),
                 location=inbound.location,
+                created_at=_provider_time(inbound),
             )
             if created:
                 Attachment.objects.bulk_create(
@@ -270,6 +318,175 @@ def _process_status(event: InboundEvent, update: StatusUpdate) -> None:
         if changed and update.status == Message.Status.FAILED:
             _apply_refusal(message, update, channel=event.channel)
         _finish(event, state=InboundEvent.State.PROCESSED)
+
+
+def _attach_meta_channel(event: InboundEvent) -> None:
+    """A Meta event kept for an unknown page / account / number: its channel may exist now."""
+    channel = (
+        Channel.objects.select_related("organization")
+        .filter(kind__in=META_KINDS, address=event.destination)
+        .order_by("pk")
+        .first()
+    )
+    if channel is None:
+        return
+    InboundEvent.objects.filter(pk=event.pk, channel__isnull=True).update(
+        channel=channel, organization_id=channel.organization_id
+    )
+    event.channel, event.organization_id = channel, channel.organization_id
+
+
+def _process_echo(event: InboundEvent, adapter, echo: InboundMessage) -> None:
+    """A message the page sent. Ours (our app id, or a provider id we already recorded) is
+    already in the conversation; one sent from Meta's own apps is shown as outbound."""
+    channel = event.channel
+    ours = bool(echo.app_id) and echo.app_id == getattr(adapter, "app_id", "")
+    if ours or Message.objects.filter(channel=channel, external_id=echo.external_id).exists():
+        with transaction.atomic():
+            if _lock(event):
+                _finish(event, state=InboundEvent.State.PROCESSED)
+        return
+    policy = policy_for(channel.kind)
+    contact, _ = contact_services.contact_resolve(
+        organization=channel.organization, kind=policy.identity_kind, address=echo.sender
+    )
+    conversation, _ = conversation_services.conversation_open_for(contact=contact, channel=channel)
+    stored, failed = _download_media(adapter, channel, echo.media)
+    text = echo.text
+    if failed:
+        text = f"{text}\n\n{MEDIA_NOT_DOWNLOADED}" if text else MEDIA_NOT_DOWNLOADED
+    try:
+        with transaction.atomic():
+            if not _lock(event) or Message.objects.filter(channel=channel, external_id=echo.external_id).exists():
+                _delete_files(stored)
+                if _lock(event):
+                    _finish(event, state=InboundEvent.State.PROCESSED)
+                return
+            now = timezone.now()
+            message = Message.objects.create(
+                organization_id=channel.organization_id,
+                conversation=conversation,
+                channel=channel,
+                direction=Message.Direction.OUTBOUND,
+                type=_message_type(echo),
+                text=text,
+                external_id=echo.external_id,
+                status=Message.Status.SENT,
+                # Sent by a person at the page, from Meta's apps: an agent we cannot name.
+                sender_kind=Message.SenderKind.AGENT,
+                sender=None,
+                created_at=_provider_time(echo),
+                sent_at=now,
+            )
+            _attach_stored(message, channel, stored)
+            conversation_services.conversation_touch(conversation=conversation, message=message)
+            conversation_services.publish_message_created(message)
+            _finish(event, state=InboundEvent.State.PROCESSED)
+    except Exception:
+        _delete_files(stored)
+        raise
+
+
+def _process_watermark(event: InboundEvent, watermark: Watermark) -> None:
+    """Messenger / Instagram receipts: every earlier outbound message of the conversation with
+    this customer is delivered (or read). Statuses still only move forward."""
+    channel = event.channel
+    status = Message.Status.DELIVERED if watermark.kind == "delivery" else Message.Status.READ
+    with transaction.atomic():
+        if not _lock(event):
+            return
+        contact_id = (
+            ContactIdentity.objects.filter(
+                organization_id=channel.organization_id,
+                kind=policy_for(channel.kind).identity_kind,
+                address=watermark.sender,
+            )
+            .values_list("contact_id", flat=True)
+            .first()
+        )
+        until = watermark.watermark
+        if watermark.external_id:
+            # Instagram names the message read instead of a time.
+            named = Message.objects.filter(channel=channel, external_id=watermark.external_id).first()
+            until = named.created_at if named is not None else until
+        if contact_id is not None and until is not None:
+            earlier = {
+                Message.Status.DELIVERED: [Message.Status.SENT],
+                Message.Status.READ: [Message.Status.SENT, Message.Status.DELIVERED],
+            }[status]
+            messages = Message.objects.filter(
+                channel=channel,
+                conversation__contact_id=contact_id,
+                direction=Message.Direction.OUTBOUND,
+                status__in=earlier,
+                created_at__lte=until,
+            ).order_by("created_at", "pk")
+            for message in messages:
+                conversation_services.message_status_apply(message=message, status=status)
+        _finish(event, state=InboundEvent.State.PROCESSED)
+
+
+def _process_reaction_or_unsend(event: InboundEvent, change: Reaction | Unsend) -> None:
+    """A reaction (added or removed) or an unsend, shown on the message it is about. A message
+    we never recorded (older than our history) has nothing to show it on."""
+    with transaction.atomic():
+        if not _lock(event):
+            return
+        message = (
+            Message.objects.select_for_update()
+            .filter(channel_id=event.channel_id, external_id=change.external_id)
+            .first()
+        )
+        if message is not None:
+            if isinstance(change, Unsend):
+                if message.deleted_at is None:
+                    message.deleted_at = timezone.now()
+                    message.save(update_fields=["deleted_at"])
+                    _publish_changed(message)
+            else:
+                by = change.by
+                reactions = [r for r in message.reactions or [] if r.get("by") != by]
+                if change.action != "unreact" and change.emoji:
+                    reactions.append({"emoji": change.emoji, "by": by, "at": timezone.now().isoformat()})
+                if reactions != (message.reactions or []):
+                    message.reactions = reactions
+                    message.save(update_fields=["reactions"])
+                    _publish_changed(message)
+        _finish(event, state=InboundEvent.State.PROCESSED)
+
+
+def _publish_changed(message: Message) -> None:
+    """Reactions and unsends re-render the bubble's status area (where they are shown)."""
+    transaction.on_commit(
+        lambda: broadcast.message_status_changed(
+            organization_id=message.organization_id,
+            channel_id=message.channel_id,
+            conversation_id=message.conversation_id,
+            message_id=message.pk,
+            status=message.status,
+        )
+    )
+
+
+def _provider_time(inbound: InboundMessage):
+    """When the provider says the message was sent, never later than now (clock skew)."""
+    now = timezone.now()
+    return min(inbound.sent_at, now) if inbound.sent_at is not None else now
+
+
+def _attach_stored(message: Message, channel: Channel, stored: list) -> None:
+    Attachment.objects.bulk_create(
+        Attachment(
+            organization_id=channel.organization_id,
+            message=message,
+            file=item.name,
+            source_url=item.ref.url[:1000],
+            content_type=item.content_type,
+            filename=item.filename,
+            size=item.size,
+        )
+        for item in stored
+    )
 
 
 def _apply_refusal(message: Message, update: StatusUpdate, *, channel: Channel) -> None:

@@ -21,7 +21,17 @@ def adapter_for(channel: Channel) -> Adapter:
         cls = _ADAPTERS[channel.kind]
     except KeyError:
         raise LookupError(f"No adapter for channel kind {channel.kind!r}") from None
-    return cls(config=channel.config, secrets=channel.secrets, channel_uuid=str(channel.uuid))
+    extra = {"app": meta_app()} if getattr(cls, "uses_meta_app", False) else {}
+    return cls(config=channel.config, secrets=channel.secrets, channel_uuid=str(channel.uuid), **extra)
+
+
+def meta_app() -> dict:
+    """The Meta app behind Messenger, Instagram and WhatsApp Cloud, for its adapters (which
+    never touch the ORM themselves): app id, app secret and Graph version."""
+    from apps.providers.models import MetaAppConfig
+
+    app = MetaAppConfig.current()
+    return {"app_id": app.app_id, "app_secret": app.app_secret, "graph_version": app.graph_version}
 
 
 def registered_kinds() -> list[str]:
@@ -31,4 +41,4 @@ def registered_kinds() -> list[str]:
 
 def _load() -> None:
     # Importing the modules registers them; kept lazy so models import without provider SDKs.
-    from apps.providers.adapters import sandbox, twilio  # noqa: F401
+    from apps.providers.adapters import meta, sandbox, twilio  # noqa: F401

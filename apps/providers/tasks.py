@@ -93,3 +93,41 @@ def sandbox_simulate_in_thread(*args) -> None:
 def _shorten(text: str, limit: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def contact_enrich_task(contact_id: int, channel_id: int) -> None:
+    """A new Messenger / Instagram sender: their name and picture from the Graph API, once.
+    Safe to run twice (a contact with a name is left alone); a failure is logged and leaves the
+    contact as it was, usable."""
+    from apps.contacts.models import Contact, ContactIdentity
+    from apps.providers import registry
+    from apps.providers.adapters.base import SendError
+    from apps.providers.models import Channel
+    from apps.providers.policies import policy_for
+
+    channel = Channel.objects.filter(pk=channel_id).first()
+    contact = Contact.objects.filter(pk=contact_id).first()
+    if channel is None or contact is None or contact.organization_id != channel.organization_id or contact.name:
+        return
+    identity = (
+        ContactIdentity.objects.filter(contact=contact, kind=policy_for(channel.kind).identity_kind)
+        .order_by("pk")
+        .first()
+    )
+    if identity is None:
+        return
+    try:
+        profile = registry.adapter_for(channel).profile(identity.address)
+    except (SendError, LookupError) as exc:
+        log.warning("contact %s not enriched from channel %s: %s", contact_id, channel_id, getattr(exc, "code", "") or type(exc).__name__)
+        return
+    avatar = profile.get("avatar_url", "")
+    max_length = Contact._meta.get_field("avatar_url").max_length
+    fields = {"name": profile.get("name", "")[:200]}
+    if avatar.startswith("https://") and len(avatar) <= max_length:
+        fields["avatar_url"] = avatar
+    fields = {key: value for key, value in fields.items() if value}
+    if fields:
+        # Only while nobody named the contact meanwhile.
+        Contact.objects.filter(pk=contact_id, name="").update(**fields)

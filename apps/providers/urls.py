@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.providers import views
+from apps.providers import meta_webhook, views
 
 app_name = "webhooks"
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("twilio/<uuid:channel_uuid>/", views.twilio_message, name="twilio-message"),
     path("twilio/<uuid:channel_uuid>/status/", views.twilio_status, name="twilio-status"),
     path("sandbox/<uuid:channel_uuid>/", views.sandbox_webhook, name="sandbox"),
+    path("meta/", meta_webhook.meta_webhook, name="meta"),
 ]

@@ -162,8 +162,21 @@
     if (form && !(button && button.disabled)) form.requestSubmit();
   });
   document.addEventListener("input", function (event) {
-    if (event.target.matches && event.target.matches("[data-composer-text]")) grow(event.target);
+    if (event.target.matches && event.target.matches("[data-composer-text]")) {
+      grow(event.target);
+      typing();
+    }
   });
+  // Typing indicator for the customer's app: at most one POST every 5 s (the server throttles too).
+  var lastTyping = 0;
+  function typing() {
+    var box = messages();
+    var url = box && box.dataset.typingUrl;
+    if (!url || Date.now() - lastTyping < 5000) return;
+    lastTyping = Date.now();
+    fetch(url, { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken() } })
+      .catch(function () { /* best effort */ });
+  }
   // Attachments: checked here against the channel's rules, then again by the server ------------
   function humanSize(bytes) {
     if (bytes < 1024) return bytes + " bytes";

@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -69,6 +70,37 @@ class InboundMessage:
     location: dict | None = None
     # "opt_out" / "opt_in" when the customer sent STOP / START (or the provider says so).
     consent: str = ""
+    # Meta: a message the page itself sent from Meta's own apps (Page inbox, Instagram app).
+    # `sender` is then the customer it went to; `app_id` the app that sent it (ours = skip).
+    echo: bool = False
+    app_id: str = ""
+    sent_at: datetime | None = None  # the provider's timestamp, when it gives one
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Every outbound message of the conversation with `sender` up to `watermark` was delivered
+    or read (Messenger / Instagram). Instagram names a message instead: `external_id`."""
+
+    kind: str  # "delivery" or "read"
+    sender: str  # the customer's PSID / IGSID
+    watermark: datetime | None = None
+    external_id: str = ""
+
+
+@dataclass(frozen=True)
+class Reaction:
+    external_id: str  # the message reacted to
+    sender: str
+    emoji: str  # empty when removed
+    action: str  # "react" or "unreact"
+    by: str = "contact"
+
+
+@dataclass(frozen=True)
+class Unsend:
+    external_id: str  # the message the customer deleted
+    sender: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +127,10 @@ class OutboundMessage:
     template_variables: Mapping[str, str] = field(default_factory=dict)
     status_callback: str = ""  # where the provider should post delivery updates
     idempotency_key: str = ""
+    # Meta: a message tag for sends outside the standard window ("HUMAN_AGENT"), and the
+    # language of a WhatsApp Cloud template.
+    tag: str = ""
+    template_language: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 
 from apps.accounts import services
 from apps.accounts.models import ApiToken, Membership, Organization, Team
@@ -78,3 +81,38 @@ class ApiTokenAdmin(OrganizationScopedAdmin):
             f"The key for “{token.name}” is {key} — copy it now: it is shown only once.",
             messages.WARNING,
         )
+
+
+class SuperuserOnly:
+    """Users and groups span organizations (a user may belong to several; a team's group is an
+    implementation detail): only the installation's superusers manage them here. Organization
+    staff manage their people through Membership and Team, which are scoped."""
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+
+class ParleyUserAdmin(SuperuserOnly, UserAdmin):
+    pass
+
+
+class ParleyGroupAdmin(SuperuserOnly, GroupAdmin):
+    pass
+
+
+for model, model_admin in ((get_user_model(), ParleyUserAdmin), (Group, ParleyGroupAdmin)):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+    admin.site.register(model, model_admin)

@@ -1,9 +1,9 @@
 """The Meta Graph API over `requests`: Facebook Login, pages, profiles, WhatsApp Cloud numbers.
 
 HTTP only, no ORM: callers pass the Graph version (`MetaAppConfig.graph_version`) and tokens.
-Tokens travel in the `Authorization` header, never in a URL, so no exception text or log line
-can carry one; only the OAuth code exchange sends the app secret, and its failures are reported
-without the URL.
+Tokens travel in the `Authorization` header and secrets in form bodies, never in a URL, so no
+exception text or log line (urllib3 logs URLs at DEBUG) can carry one; transport failures are
+reported without the URL.
 """
 
 from __future__ import annotations
@@ -197,7 +197,8 @@ def oauth_dialog_url(*, app_id: str, redirect_uri: str, state: str, version: str
 def oauth_exchange_code(*, app_id: str, app_secret: str, redirect_uri: str, code: str,
                         version: str = DEFAULT_VERSION) -> str:
     """The one-time code from the dialog -> a short-lived user access token."""
-    answer = graph_request("GET", "oauth/access_token", version=version, params={
+    # POSTed as a form: a query string would carry the app secret into URL logs (urllib3 debug).
+    answer = graph_request("POST", "oauth/access_token", version=version, data={
         "client_id": app_id, "client_secret": app_secret, "redirect_uri": redirect_uri, "code": code})
     return _token(answer)
 
@@ -205,7 +206,7 @@ def oauth_exchange_code(*, app_id: str, app_secret: str, redirect_uri: str, code
 def oauth_long_lived_token(*, app_id: str, app_secret: str, user_token: str, version: str = DEFAULT_VERSION) -> str:
     """A short-lived user token -> a long-lived one (about 60 days); page tokens listed with it
     do not expire."""
-    answer = graph_request("GET", "oauth/access_token", version=version, params={
+    answer = graph_request("POST", "oauth/access_token", version=version, data={
         "grant_type": "fb_exchange_token", "client_id": app_id, "client_secret": app_secret,
         "fb_exchange_token": user_token})
     return _token(answer)

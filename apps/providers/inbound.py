@@ -45,6 +45,7 @@ from apps.providers.policies import policy_for
 log = logging.getLogger(__name__)
 
 MEDIA_NOT_DOWNLOADED = "[attachment could not be downloaded]"
+UNSENT_PREVIEW = "This message was unsent"
 # Providers whose webhooks name the channel by its uuid (Meta will route by page / account id).
 PROVIDER_OF_KIND = {
     "twilio_whatsapp": "twilio",
@@ -442,6 +443,10 @@ def _process_reaction_or_unsend(event: InboundEvent, change: Reaction | Unsend) 
                 if message.deleted_at is None:
                     message.deleted_at = timezone.now()
                     message.save(update_fields=["deleted_at"])
+                    # The list's preview must not keep showing what the customer took back.
+                    Conversation.objects.filter(
+                        pk=message.conversation_id, last_message_at=message.created_at
+                    ).update(last_message_preview=UNSENT_PREVIEW)
                     _publish_changed(message)
             else:
                 by = change.by

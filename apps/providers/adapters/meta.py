@@ -46,7 +46,7 @@ DEFAULT_VERSION = "v21.0"
 # Graph error codes (https://developers.facebook.com/docs/graph-api/guides/error-handling).
 TOKEN_CODES = {190, 102, 463, 467}  # expired / invalid session or token
 PERMISSION_CODES = {10, 200, 230, 294, 299, 3, 100001}  # a permission is missing
-RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 80002, 80004, 80006, 130429, 131056, 131048}
+RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 80002, 80004, 80006, 80007, 80008, 130429, 131056, 131048}
 TRANSIENT_CODES = {1, 2, 131000, 131016, 133004}
 WINDOW_SUBCODES = {2018278, 2018108}  # "sent outside of allowed window"
 UNAVAILABLE = {551, 1545041, 131026, 131049}

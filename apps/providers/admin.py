@@ -3,9 +3,6 @@ import re
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.shortcuts import redirect
-from django.urls import reverse
 from django.utils.text import Truncator
 
 from apps.core.admin import OrganizationScopedAdmin
@@ -152,11 +149,10 @@ class MetaAppConfigAdmin(admin.ModelAdmin):
         obj.save()
 
     def changelist_view(self, request, extra_context=None):
-        # One row: go straight to it.
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        config = MetaAppConfig.current()
-        return redirect(reverse("admin:providers_metaappconfig_change", args=[config.pk]))
+        # The one row always exists, so there is something to open (adding is off).
+        if self.has_view_permission(request):
+            MetaAppConfig.current()
+        return super().changelist_view(request, extra_context)
 
     def has_module_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_superuser

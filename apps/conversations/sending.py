@@ -29,6 +29,7 @@ from apps.core.errors import NotFound, ServiceError
 from apps.inbox import broadcast
 from apps.message_templates import selectors as template_selectors
 from apps.message_templates import services as template_services
+from apps.message_templates.models import MessageTemplate
 from apps.providers import ratelimit, registry
 from apps.providers import selectors as channel_selectors
 from apps.providers import services as channel_services
@@ -261,8 +262,7 @@ def message_send(
                     type=message_type,
                     text=text,
                     template=(
-                        {"id": template.pk, "provider_id": template.provider_template_id, "variables": variables,
-                         "language": template.language}
+                        {"id": template.pk, "provider_id": template.provider_template_id, "variables": variables}
                         if template is not None
                         else None
                     ),
@@ -444,7 +444,16 @@ def _outbound(message: Message, channel: Channel, contact: Contact, policy: Chan
         status_callback=settings.PUBLIC_BASE_URL + path.format(uuid=channel.uuid) if path else "",
         idempotency_key=f"parley-message-{message.pk}",
         tag=tag,
-        template_language=template.get("language", ""),
+        template_language=_template_language(template),
+    )
+
+
+def _template_language(template: dict) -> str:
+    """WhatsApp Cloud names a template by name and language; the language stays on the template."""
+    if not template.get("id"):
+        return ""
+    return (
+        MessageTemplate.objects.filter(pk=template["id"]).values_list("language", flat=True).first() or ""
     )
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -47,6 +48,8 @@ def address_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+# The provider's credentials never show among a debug page's local variables.
+@sensitive_variables("auth")
 def fetch_limited(
     url: str,
     *,

@@ -1,4 +1,4 @@
-"""Re-encrypt every stored provider secret with the newest FIELD_ENCRYPTION_KEY.
+"""Re-encrypt every stored secret (every EncryptedJSONField) with the newest FIELD_ENCRYPTION_KEY.
 
 Rotation: put the new key first in FIELD_ENCRYPTION_KEY (comma-separated, old keys after it),
 deploy, run this, then drop the old keys. Rows are rewritten in place from their ciphertext;
@@ -6,35 +6,51 @@ plaintext is never printed.
 """
 
 from cryptography.fernet import InvalidToken
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
-from apps.core.crypto import rotate_value
+from apps.core.crypto import EncryptedJSONField, rotate_value
 from apps.providers.models import Channel
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt Channel.secrets with the first key of FIELD_ENCRYPTION_KEY."
+    help = "Re-encrypt every encrypted field (Channel.secrets, ...) with the first key of FIELD_ENCRYPTION_KEY."
 
     def handle(self, *args, **options):
-        table = connection.ops.quote_name(Channel._meta.db_table)
-        column = connection.ops.quote_name(Channel._meta.get_field("secrets").column)
+        with transaction.atomic():
+            rotated = self._rotate(Channel, Channel._meta.get_field("secrets"))
+            others = [
+                (model, field, self._rotate(model, field))
+                for model in apps.get_models()
+                for field in model._meta.concrete_fields
+                if isinstance(field, EncryptedJSONField) and not (model is Channel and field.name == "secrets")
+            ]
+        self.stdout.write(self.style.SUCCESS(f"Re-encrypted the secrets of {rotated} channel(s)."))
+        for model, field, count in others:
+            if count:
+                self.stdout.write(self.style.SUCCESS(f"Re-encrypted {field.name} of {count} {model._meta.verbose_name}(s)."))
+
+    def _rotate(self, model, field) -> int:
+        table = connection.ops.quote_name(model._meta.db_table)
+        column = connection.ops.quote_name(field.column)
+        pk = connection.ops.quote_name(model._meta.pk.column)
         rotated, unreadable = 0, []
-        with transaction.atomic(), connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             # The raw column: the model field would decrypt it, and we only re-wrap the token.
             lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-            cursor.execute(f"SELECT id, {column} FROM {table} WHERE {column} <> '' ORDER BY id{lock}")
-            for pk, token in cursor.fetchall():
+            cursor.execute(f"SELECT {pk}, {column} FROM {table} WHERE {column} <> '' ORDER BY {pk}{lock}")
+            for row_id, token in cursor.fetchall():
                 try:
                     new_token = rotate_value(token)
                 except InvalidToken:
-                    unreadable.append(pk)
+                    unreadable.append(row_id)
                     continue
-                cursor.execute(f"UPDATE {table} SET {column} = %s WHERE id = %s", [new_token, pk])
+                cursor.execute(f"UPDATE {table} SET {column} = %s WHERE {pk} = %s", [new_token, row_id])
                 rotated += 1
             if unreadable:
                 raise CommandError(
-                    "No configured key decrypts the secrets of channel(s) "
+                    f"No configured key decrypts the {field.name} of {model._meta.verbose_name}(s) "
                     f"{', '.join(map(str, unreadable))}; nothing was changed. Add the old key after the new one."
                 )
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted the secrets of {rotated} channel(s)."))
+        return rotated

@@ -147,7 +147,10 @@ def executable_parts(html: str, *, marker: str = "") -> list[str]:
                 problems.append(f"data: URL {name} on <{tag}>")
             if name == "style" and any(bad in squashed for bad in ("expression(", "javascript:", "url(", "behavior:")):
                 problems.append(f"style {value!r} on <{tag}>")
-            if marker and marker.lower() in value.lower() and name not in TEXT_ATTRIBUTES:
+            # A same-origin path may carry escaped text (an attachment's file name): only its
+            # scheme could make it code, checked above.
+            same_origin_path = name in URL_ATTRIBUTES and value.startswith("/") and not value.startswith("//")
+            if marker and marker.lower() in value.lower() and name not in TEXT_ATTRIBUTES and not same_origin_path:
                 problems.append(f"payload reached attribute {name} on <{tag}>: {value!r}")
             if marker and marker.lower() in name:
                 problems.append(f"payload became an attribute name {name!r} on <{tag}>")

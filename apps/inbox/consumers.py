@@ -10,6 +10,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from apps.accounts import selectors as account_selectors
 from apps.accounts.middleware import SESSION_KEY
 from apps.inbox import broadcast, live
+from apps.inbox.middleware import zone_from_name
 from apps.providers import selectors as channel_selectors
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class InboxConsumer(OrganizationConsumer):
     async def subscription_allowed(self) -> bool:
         params = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.filters = live.filters_from_query(params)
-        self.tz = live.timezone_from_cookie(self.scope.get("cookies", {}).get("tz"))
+        self.tz = zone_from_name(self.scope.get("cookies", {}).get("tz"))
         self.watching = None
         conversation = (params.get("conversation") or [""])[0]
         if not conversation:

@@ -9,7 +9,7 @@ Returns "" when there is nothing this viewer should receive.
 
 import zoneinfo
 from dataclasses import dataclass
-from urllib.parse import unquote, urlencode
+from urllib.parse import urlencode
 
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -35,17 +35,6 @@ class ListFilters:
         params = {"view": {"me": "mine"}.get(self.assignee, self.assignee), "channel": self.channel_id, "status": self.status}
         kept = {key: value for key, value in params.items() if value}
         return "?" + urlencode(kept) if kept else ""
-
-
-def timezone_from_cookie(value: str | None) -> zoneinfo.ZoneInfo | None:
-    """The browser's time zone from the `tz` cookie, or None when absent or not a real zone."""
-    value = unquote(value or "").strip()  # written percent-encoded by some pages ("Asia%2FKuala_Lumpur")
-    if not value or len(value) > 64:
-        return None
-    try:
-        return zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return None
 
 
 def filters_from_query(params: dict[str, list[str]]) -> ListFilters:

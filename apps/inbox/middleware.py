@@ -1,6 +1,7 @@
 """Shows times in the agent's own time zone: inbox.js stores the browser's zone in a `tz` cookie."""
 
 import zoneinfo
+from urllib.parse import unquote
 
 from django.utils import timezone
 
@@ -23,8 +24,9 @@ class AgentTimezoneMiddleware:
             timezone.deactivate()
 
 
-def zone_from_name(name: str) -> zoneinfo.ZoneInfo | None:
-    name = (name or "").strip()
+def zone_from_name(name: str | None) -> zoneinfo.ZoneInfo | None:
+    """The browser's time zone from the `tz` cookie (plain or percent-encoded), or None."""
+    name = unquote(name or "").strip()
     if not name or len(name) > 64:
         return None
     try:

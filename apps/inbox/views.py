@@ -125,7 +125,7 @@ def message_older(request, conversation_id):
     if anchor is None:
         raise Http404("Message not found.")
     messages, older_than = _message_page(conversation, before=anchor)
-    context = {"conversation": conversation, "messages": messages, "older_than": older_than, "viewer": request.user}
+    context = {"conversation": conversation, "thread": messages, "older_than": older_than, "viewer": request.user}
     return render(request, "inbox/_older.html", context)
 
 
@@ -384,9 +384,9 @@ def _contact_conversation(membership, channel, contact):
 def _thread_context(request, conversation, policy) -> dict:
     window = sending.reply_window_state(conversation, policy) if policy.reply_window is not None else None
     if conversation is None:
-        return {"messages": [], "older_than": None, "window": window, "viewer": request.user}
+        return {"thread": [], "older_than": None, "window": window, "viewer": request.user}
     messages, older_than = _message_page(conversation)
-    return {"messages": messages, "older_than": older_than, "window": window, "viewer": request.user}
+    return {"thread": messages, "older_than": older_than, "window": window, "viewer": request.user}
 
 
 def _workspace_context(request, conversation, filters) -> dict:

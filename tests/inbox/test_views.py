@@ -279,9 +279,19 @@ def test_times_in_the_agents_time_zone(alice_client, conversation):
     alice_client.cookies["tz"] = "Asia/Kuala_Lumpur"
     html = alice_client.get(reverse("inbox:conversation", args=[conversation.pk])).content.decode()
     assert ">09:30</time>" in html and "(+08)" in html
+    alice_client.cookies["tz"] = "Asia%2FKuala_Lumpur"  # how browsers' encodeURIComponent writes it
+    html = alice_client.get(reverse("inbox:conversation", args=[conversation.pk])).content.decode()
+    assert ">09:30</time>" in html
     alice_client.cookies["tz"] = "../../etc/passwd"
     html = alice_client.get(reverse("inbox:conversation", args=[conversation.pk])).content.decode()
     assert ">01:30</time>" in html
+
+
+def test_the_thread_is_not_mistaken_for_notifications(alice_client, conversation):
+    inbound(conversation, "a customer message")
+    html = alice_client.get(reverse("inbox:conversation", args=[conversation.pk])).content.decode()
+    assert "a customer message" in html
+    assert 'class="toast toast-' not in html
 
 
 def test_older_messages_page(alice_client, conversation):
@@ -478,3 +488,4 @@ def test_conversation_query_count_is_fixed(alice_client, alice, conversation, dj
     add_messages(5)
     with django_assert_num_queries(fragment):
         alice_client.get(url, **htmx("workspace"))
+

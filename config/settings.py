@@ -113,6 +113,16 @@ DATABASES = {
 }
 if os.environ.get("PARLEY_TEST_DB"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["PARLEY_TEST_DB"]}
+if env_bool("DB_POOL", False) and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Under ASGI every request runs in its own thread: persistent connections (CONN_MAX_AGE) would
+    # pile up, and a new connection per request costs more than the webhook itself. A psycopg pool
+    # per process hands connections back at the end of each request (docs/benchmarks.md).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
+        "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "10")),
+        "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Webhooks and workers write concurrently even in the embedded default.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -155,7 +165,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # Timeouts: a paused Redis costs a publish one second, never a hung request.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 1.0, "socket_connect_timeout": 1.0}],
+                "capacity": 1000,
+                "expiry": 30,
+            },
         }
     }
 else:
@@ -169,7 +184,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A broker that stops answering (paused, failing over) must not hold a webhook or a send: a publish
+# gives up within about a second and the row is left for the sweep (robust on_commit enqueues).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_TASK_ROUTES = {}
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "apps.conversations.tasks.outbox_sweep_task", "schedule": 30.0},

@@ -28,3 +28,17 @@ test: install
 
 clean:
 	rm -rf $(VENV) db.sqlite3 media staticfiles
+
+BENCH_STAMP := $(VENV)/.bench-installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@rm -f $(VENV)/.bench-installed-* && touch $(BENCH_STAMP)
+
+# The four benchmarks at the issue's sizes (~25 minutes on 2 cores); rewrites docs/benchmarks.md.
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.run --full $(BENCH_ARGS)
+
+# Small sizes, about a minute; fails when an invariant breaks (duplicate rows or sends, lost frames).
+bench-smoke: $(BENCH_STAMP)
+	$(PY) -m bench.run --smoke $(BENCH_ARGS)

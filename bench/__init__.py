@@ -1,0 +1,1 @@
+"""Parley benchmarks: `python -m bench.run --smoke|--full` (see docs/benchmarks.md)."""

@@ -25,6 +25,7 @@ from apps.contacts.models import Contact
 from apps.conversations import attachments as attachment_services
 from apps.conversations import selectors, services, tasks
 from apps.conversations.models import Attachment, Conversation, Message
+from apps.core import broker
 from apps.core.errors import NotFound, ServiceError
 from apps.inbox import broadcast
 from apps.message_templates import selectors as template_selectors
@@ -288,7 +289,7 @@ def message_send(
                 raise ServiceError("attachment_in_use", "An attachment is already attached to another message.")
         services.conversation_touch(conversation=conversation, message=message)
         services.publish_message_created(message)
-        tasks.message_deliver_task.delay_on_commit(message.pk)
+        broker.enqueue_on_commit(tasks.message_deliver_task, message.pk)
     return message
 
 
@@ -321,7 +322,7 @@ def message_retry(*, membership: Membership, message_id) -> Message:
         if not reset:
             raise ServiceError("not_retryable", "Only failed or unconfirmed messages can be sent again.")
         _publish_status(message, Message.Status.PENDING)
-        tasks.message_deliver_task.delay_on_commit(message.pk)
+        broker.enqueue_on_commit(tasks.message_deliver_task, message.pk)
     message.refresh_from_db()
     return message
 

@@ -24,6 +24,7 @@ from apps.contacts import services as contact_services
 from apps.contacts.services import phone_normalize
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Attachment, Conversation, Message
+from apps.core import broker
 from apps.core.errors import ServiceError
 from apps.inbox import broadcast
 from apps.providers import registry, tasks
@@ -126,17 +127,10 @@ def event_record(
             log.warning("%d %s event(s) for unknown destination %s kept unprocessed", len(new_ids), provider, destination)
         return new_ids
     for event_id in new_ids:
-        # delay_on_commit, made robust: with the broker down the events are committed anyway and
-        # the provider must still hear 200; the sweep enqueues pending events later.
-        transaction.on_commit(_enqueuer(event_id), robust=True)
+        # With the broker down the events are committed anyway and the provider must still hear
+        # 200 (quickly); the sweep enqueues pending events later.
+        broker.enqueue_on_commit(tasks.inbound_event_process_task, event_id)
     return new_ids
-
-
-def _enqueuer(event_id: int):
-    def enqueue_inbound_event():
-        tasks.inbound_event_process_task.delay(event_id)
-
-    return enqueue_inbound_event
 
 
 def _insert_ignoring_conflicts(rows: list[InboundEvent]) -> list[int]:

@@ -27,7 +27,6 @@ from apps.conversations import selectors, services, tasks
 from apps.conversations.models import Attachment, Conversation, Message
 from apps.core import broker
 from apps.core.errors import NotFound, ServiceError
-from apps.inbox import broadcast
 from apps.message_templates import selectors as template_selectors
 from apps.message_templates import services as template_services
 from apps.message_templates.models import MessageTemplate
@@ -321,7 +320,7 @@ def message_retry(*, membership: Membership, message_id) -> Message:
         )
         if not reset:
             raise ServiceError("not_retryable", "Only failed or unconfirmed messages can be sent again.")
-        _publish_status(message, Message.Status.PENDING)
+        services.publish_message_status(message, Message.Status.PENDING)
         broker.enqueue_on_commit(tasks.message_deliver_task, message.pk)
     message.refresh_from_db()
     return message
@@ -358,7 +357,7 @@ def message_deliver(*, message_id: int) -> float | None:
     if not claimed:
         return None
     message = Message.objects.select_related("channel", "conversation__contact").get(pk=message_id)
-    _publish_status(message, Message.Status.SENDING)
+    services.publish_message_status(message, Message.Status.SENDING)
     mine = Message.objects.filter(pk=message_id, status=Message.Status.SENDING, lease_until=lease_until)
     channel, contact = message.channel, message.conversation.contact
     policy = policy_of(channel)
@@ -406,7 +405,7 @@ def message_deliver(*, message_id: int) -> float | None:
             error_reason=exc.reason[:500],
         ):
             return None
-        _publish_status(message, Message.Status.PENDING)
+        services.publish_message_status(message, Message.Status.PENDING)
         return delay
     except UnknownSendError as exc:
         _finish(message, mine, Message.Status.UNKNOWN, error_code=exc.code or "unknown", error_reason=exc.reason)
@@ -500,7 +499,7 @@ def _record_permanent(message, mine, channel, contact, policy, exc: PermanentSen
                 pk=message.conversation_id, last_inbound_at__gt=timezone.now() - policy.reply_window
             ).update(last_inbound_at=None)
             if closed:
-                _publish_conversation(message)
+                services.publish_conversation_of(message)
 
 
 def _finish(message: Message, mine, status: str, *, error_code: str = "", error_reason: str = "") -> bool:
@@ -514,30 +513,8 @@ def _finish(message: Message, mine, status: str, *, error_code: str = "", error_
             return False
         for name, value in fields.items():
             setattr(message, name, value)
-        _publish_status(message, status)
+        services.publish_message_status(message, status)
     return True
-
-
-def _publish_status(message: Message, status: str) -> None:
-    transaction.on_commit(
-        lambda: broadcast.message_status_changed(
-            organization_id=message.organization_id,
-            channel_id=message.channel_id,
-            conversation_id=message.conversation_id,
-            message_id=message.pk,
-            status=status,
-        )
-    )
-
-
-def _publish_conversation(message: Message) -> None:
-    transaction.on_commit(
-        lambda: broadcast.conversation_updated(
-            organization_id=message.organization_id,
-            channel_id=message.channel_id,
-            conversation_id=message.conversation_id,
-        )
-    )
 
 
 # Outbox sweep --------------------------------------------------------------------------------
@@ -559,12 +536,12 @@ def outbox_sweep(*, now=None, limit: int = 500) -> dict[str, int]:
             if still.filter(attempted_at__isnull=True).update(status=Message.Status.PENDING, lease_until=None,
                                                               next_attempt_at=now):
                 requeued += 1
-                _publish_status(probe, Message.Status.PENDING)
+                services.publish_message_status(probe, Message.Status.PENDING)
         elif still.exclude(attempted_at__isnull=True).update(
             status=Message.Status.UNKNOWN, lease_until=None, error_code="interrupted", error_reason=INTERRUPTED
         ):
             unknown += 1
-            _publish_status(probe, Message.Status.UNKNOWN)
+            services.publish_message_status(probe, Message.Status.UNKNOWN)
 
     due = (
         Message.objects.filter(direction=Message.Direction.OUTBOUND, status=Message.Status.PENDING)

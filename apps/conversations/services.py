@@ -102,7 +102,7 @@ def message_record_inbound(*, conversation: Conversation, external_id: str, **fi
     except IntegrityError:
         return Message.objects.get(channel_id=conversation.channel_id, external_id=external_id), False
     conversation_touch(conversation=conversation, message=message)
-    _publish_created(message)
+    publish_message_created(message)
     return message, True
 
 
@@ -123,40 +123,46 @@ def message_status_apply(*, message: Message, status: str, error_code: str = "",
         return False
     for name, value in fields.items():
         setattr(message, name, value)
-    transaction.on_commit(
-        lambda: broadcast.message_status_changed(
-            organization_id=message.organization_id,
-            channel_id=message.channel_id,
-            conversation_id=message.conversation_id,
-            message_id=message.pk,
-            status=status,
-        )
-    )
+    publish_message_status(message, status)
     return True
 
 
-def _publish_created(message: Message) -> None:
-    ids = {
+# Live events, published after commit (ids only; see apps/inbox/broadcast.py) ----------------
+
+
+def _message_ids(message: Message) -> dict:
+    return {
         "organization_id": message.organization_id,
         "channel_id": message.channel_id,
         "conversation_id": message.conversation_id,
     }
+
+
+def publish_message_created(message: Message) -> None:
+    ids = _message_ids(message)
     transaction.on_commit(lambda: broadcast.message_created(message_id=message.pk, **ids))
     transaction.on_commit(lambda: broadcast.conversation_updated(**ids))
 
 
-def publish_message_created(message: Message) -> None:
-    _publish_created(message)
+def publish_message_status(message: Message, status: str | None = None) -> None:
+    """A message's status, error or reactions changed: its status area re-renders."""
+    ids = _message_ids(message)
+    status = status or message.status
+    transaction.on_commit(lambda: broadcast.message_status_changed(message_id=message.pk, status=status, **ids))
+
+
+def publish_conversation_of(message: Message) -> None:
+    ids = _message_ids(message)
+    transaction.on_commit(lambda: broadcast.conversation_updated(**ids))
 
 
 def _publish_conversation(conversation: Conversation) -> None:
-    transaction.on_commit(
-        lambda: broadcast.conversation_updated(
-            organization_id=conversation.organization_id,
-            channel_id=conversation.channel_id,
-            conversation_id=conversation.pk,
-        )
-    )
+    ids = {
+        "organization_id": conversation.organization_id,
+        "channel_id": conversation.channel_id,
+        "conversation_id": conversation.pk,
+    }
+    transaction.on_commit(lambda: broadcast.conversation_updated(**ids))
 
 
 @transaction.atomic

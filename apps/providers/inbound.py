@@ -26,7 +26,6 @@ from apps.conversations import services as conversation_services
 from apps.conversations.models import Attachment, Conversation, Message
 from apps.core import broker
 from apps.core.errors import ServiceError
-from apps.inbox import broadcast
 from apps.providers import registry, tasks
 from apps.contacts.models import ContactIdentity
 from apps.providers.adapters.base import (
@@ -269,18 +268,7 @@ def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> N
                 created_at=_provider_time(inbound),
             )
             if created:
-                Attachment.objects.bulk_create(
-                    Attachment(
-                        organization_id=channel.organization_id,
-                        message=message,
-                        file=item.name,
-                        source_url=item.ref.url[:1000],
-                        content_type=item.content_type,
-                        filename=item.filename,
-                        size=item.size,
-                    )
-                    for item in stored
-                )
+                _attach_stored(message, channel, stored)
             else:
                 _delete_files(stored)
             if inbound.consent == "opt_out":
@@ -441,7 +429,7 @@ def _process_reaction_or_unsend(event: InboundEvent, change: Reaction | Unsend) 
                     Conversation.objects.filter(
                         pk=message.conversation_id, last_message_at=message.created_at
                     ).update(last_message_preview=UNSENT_PREVIEW)
-                    _publish_changed(message)
+                    conversation_services.publish_message_status(message)
             else:
                 by = change.by
                 reactions = [r for r in message.reactions or [] if r.get("by") != by]
@@ -450,21 +438,8 @@ def _process_reaction_or_unsend(event: InboundEvent, change: Reaction | Unsend) 
                 if reactions != (message.reactions or []):
                     message.reactions = reactions
                     message.save(update_fields=["reactions"])
-                    _publish_changed(message)
+                    conversation_services.publish_message_status(message)
         _finish(event, state=InboundEvent.State.PROCESSED)
-
-
-def _publish_changed(message: Message) -> None:
-    """Reactions and unsends re-render the bubble's status area (where they are shown)."""
-    transaction.on_commit(
-        lambda: broadcast.message_status_changed(
-            organization_id=message.organization_id,
-            channel_id=message.channel_id,
-            conversation_id=message.conversation_id,
-            message_id=message.pk,
-            status=message.status,
-        )
-    )
 
 
 def _provider_time(inbound: InboundMessage):

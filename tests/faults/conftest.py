@@ -119,6 +119,15 @@ class RedisServer:
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=5)
 
+    def restart(self) -> "RedisServer":
+        """Start again on the same port, empty (nothing was saved)."""
+        return self.start()
+
+    def queued(self) -> int:
+        """Tasks waiting in the default queue plus those delivered but not acknowledged."""
+        client = self.client()
+        return client.llen("celery") + client.hlen("unacked")
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGCONT)
@@ -398,6 +407,11 @@ class TcpProxy:
     def down(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            try:
+                # close() alone does not wake a thread blocked in accept(): it would keep accepting.
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         with self._lock:
             conns, self._conns = self._conns, set()

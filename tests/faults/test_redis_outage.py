@@ -108,3 +108,63 @@ def test_redis_paused_20s_webhooks_answer_200_events_stored_once_sends_drain_aft
     ]
     for params in unique:
         assert Message.objects.filter(external_id=params["MessageSid"]).count() == 1
+
+
+def test_redis_killed_and_restarted_empty_lost_tasks_are_reenqueued_by_the_sweep_and_sent_once(
+    processes, broker, redis_server, fake, whatsapp, conversation, api_key
+):
+    web = processes.web()
+    path = f"/webhooks/twilio/{whatsapp.uuid}/"
+    # No worker yet: the tasks wait in Redis, and die with it.
+    sends = [api_send(web, api_key, conversation, f"queued {n}", f"lost-{n}") for n in range(3)]
+    params = inbound_params(MessageSid=new_sid(), Body="lost with the broker")
+    assert post_webhook(web.url, path, params).status_code == 200
+    assert [r.status_code for r in sends] == [202] * 3
+    assert redis_server.queued() == 4
+
+    redis_server.kill()
+    redis_server.restart()
+    assert redis_server.queued() == 0
+    processes.worker(concurrency=4)
+    sweep()
+
+    outbox = Message.objects.filter(direction="outbound")
+    wait_for(lambda: set(outbox.values_list("status", flat=True)) == {"sent"}, timeout=30, what="the sends to go out")
+    wait_for(lambda: Message.objects.filter(external_id=params["MessageSid"]).exists(), timeout=20,
+             what="the inbound event to be processed")
+    # A second sweep (beat keeps running) finds nothing to do: nothing is sent twice.
+    sweep()
+    wait_for(lambda: redis_server.queued() == 0, timeout=20, what="the queue to drain")
+    assert sorted(m["body"] for m in sent_to(fake, "whatsapp:" + conversation.contact.phone)) == [
+        "queued 0", "queued 1", "queued 2"
+    ]
+    assert InboundEvent.objects.get().state == "processed"
+
+
+def test_broker_unreachable_at_commit_the_message_is_sent_once_after_it_returns(
+    processes, broker, redis_server, fake, whatsapp, conversation, api_key
+):
+    web = processes.web()
+    redis_server.kill()
+    path = f"/webhooks/twilio/{whatsapp.uuid}/"
+
+    send = api_send(web, api_key, conversation, "while the broker is down", "down-1")
+    params = inbound_params(MessageSid=new_sid(), Body="webhook while the broker is down")
+    webhook = post_webhook(web.url, path, params)
+    # The same client token again (the agent's page retried): still one message.
+    again = api_send(web, api_key, conversation, "while the broker is down", "down-1")
+
+    assert (send.status_code, webhook.status_code, again.status_code) == (202, 200, 202)
+    assert send.json()["id"] == again.json()["id"]
+    message = Message.objects.get(direction="outbound")
+    assert message.status == "pending"
+    assert InboundEvent.objects.get().state == "pending"
+
+    redis_server.restart()
+    processes.worker(concurrency=2)
+    sweep()
+    wait_for(lambda: Message.objects.get(pk=message.pk).status == "sent", timeout=30, what="the send to go out")
+    wait_for(lambda: InboundEvent.objects.get().state == "processed", timeout=20, what="the event to be processed")
+    sweep()
+    wait_for(lambda: redis_server.queued() == 0, timeout=20, what="the queue to drain")
+    assert [m["body"] for m in sent_to(fake, "whatsapp:" + conversation.contact.phone)] == ["while the broker is down"]

@@ -340,9 +340,8 @@ def broker(services):
 
 
 def _reset_pools(app) -> None:
-    # Connection and producer pools are cached per broker URL; start afresh.
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # The app caches its pools; kombu keeps one per broker URL (never close them: they are
+    # shared with whatever used that URL before, and come back when the URL is restored).
     app._pool = None
     app.amqp._producer_pool = None
 

@@ -46,7 +46,8 @@ USER_UNAVAILABLE_SUBCODES = {1545041, 2018001, 2018007}
 
 class GraphError(Exception):
     """Graph answered with an error body: `{"error": {"message", "type", "code", "error_subcode",
-    "fbtrace_id"}}`. `status` is the HTTP status; `retry_after` seconds when Graph said so."""
+    "fbtrace_id", "is_transient"}}`. `status` is the HTTP status; `retry_after` seconds when Graph
+    said so."""
 
     def __init__(
         self,
@@ -59,6 +60,7 @@ class GraphError(Exception):
         status: int = 0,
         details: str = "",
         retry_after: float | None = None,
+        flagged_transient: bool = False,
     ):
         super().__init__(message)
         self.message = message
@@ -69,6 +71,7 @@ class GraphError(Exception):
         self.status = status
         self.details = details
         self.retry_after = retry_after
+        self.flagged_transient = flagged_transient  # Graph's own `is_transient` field
 
     def __str__(self) -> str:
         sub = f"/{self.subcode}" if self.subcode else ""
@@ -101,15 +104,17 @@ class GraphError(Exception):
 
 class GraphUnreachable(Exception):
     """No answer from Graph. `maybe_delivered` when the request was sent and the answer lost
-    (a read timeout): a send may have gone through."""
+    (a read timeout, a broken connection): a send may have gone through. `timed_out` when Graph
+    took too long to answer rather than the connection breaking."""
 
-    def __init__(self, message: str, *, maybe_delivered: bool):
+    def __init__(self, message: str, *, maybe_delivered: bool, timed_out: bool = False):
         super().__init__(message)
         self.maybe_delivered = maybe_delivered
+        self.timed_out = timed_out
 
 
 def graph_url(path: str, *, version: str = DEFAULT_VERSION) -> str:
-    return f"{settings.META_GRAPH_BASE}/{version}/{path.lstrip('/')}"
+    return f"{settings.META_GRAPH_BASE.rstrip('/')}/{version}/{path.lstrip('/')}"
 
 
 def graph_request(
@@ -133,7 +138,7 @@ def graph_request(
     except requests.exceptions.ConnectTimeout:
         raise GraphUnreachable("Meta did not accept the connection in time.", maybe_delivered=False) from None
     except requests.exceptions.ReadTimeout:
-        raise GraphUnreachable("Meta did not answer in time.", maybe_delivered=True) from None
+        raise GraphUnreachable("Meta did not answer in time.", maybe_delivered=True, timed_out=True) from None
     except requests.exceptions.RequestException as exc:
         # The exception text can hold the URL (and the app secret of a code exchange): drop it.
         maybe = not isinstance(exc, requests.exceptions.ConnectionError) or _sent_before_failure(exc)
@@ -144,7 +149,8 @@ def graph_request(
 def _sent_before_failure(exc: requests.exceptions.ConnectionError) -> bool:
     # A refused or unresolvable connection never sent anything; a reset mid-answer may have.
     text = repr(exc.args)
-    return not any(s in text for s in ("NewConnectionError", "Connection refused", "NameResolutionError"))
+    markers = ("NewConnectionError", "Connection refused", "NameResolutionError", "Failed to resolve")
+    return not any(marker in text for marker in markers)
 
 
 def _decode(response: requests.Response) -> dict:
@@ -155,25 +161,28 @@ def _decode(response: requests.Response) -> dict:
     error = body.get("error") if isinstance(body, dict) else None
     if response.status_code >= 400 or isinstance(error, dict):
         error = error if isinstance(error, dict) else {}
-        retry_after = response.headers.get("Retry-After")
-        try:
-            retry = float(retry_after) if retry_after else None
-        except ValueError:
-            retry = None
         details = error.get("error_data", {}).get("details", "") if isinstance(error.get("error_data"), dict) else ""
         raise GraphError(
-            str(error.get("message") or f"HTTP {response.status_code}"),
+            str(error.get("message") or error.get("error_user_msg") or f"HTTP {response.status_code}"),
             code=_int(error.get("code")),
             subcode=_int(error.get("error_subcode")) or None,
             type=str(error.get("type") or ""),
             fbtrace_id=str(error.get("fbtrace_id") or ""),
             status=response.status_code,
             details=str(details or ""),
-            retry_after=retry,
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+            flagged_transient=bool(error.get("is_transient")),
         )
     if not isinstance(body, dict):
         raise GraphError("Meta answered something that is not JSON.", status=response.status_code)
     return body
+
+
+def _retry_after(value) -> float | None:
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def _int(value) -> int:

@@ -14,6 +14,7 @@ from apps.conversations.models import Conversation, Message
 from apps.core.errors import ServiceError
 from apps.message_templates.models import MessageTemplate
 from apps.providers.adapters import meta
+from apps.providers.meta_graph import GraphError
 from apps.providers.models import Channel
 from apps.providers.policies import policy_for
 from tests.fakes import meta as fakes
@@ -287,7 +288,7 @@ def test_no_answer_in_time_is_unknown_never_resent(send, fake_meta, messenger_ch
     ],
 )
 def test_classify_effects(code, subcode, expected):
-    error = meta.classify(meta.GraphFailure(status=400, code=code, subcode=subcode or 0), kind="messenger")
+    error = meta.classify(GraphError("", code=code, subcode=subcode, status=400), kind="messenger")
     assert error.effect == expected
 
 
@@ -295,4 +296,4 @@ def test_classify_effects(code, subcode, expected):
 def test_classify_rate_limits_are_transient(code):
     from apps.providers.adapters.base import TransientSendError
 
-    assert isinstance(meta.classify(meta.GraphFailure(status=400, code=code), kind="meta_whatsapp"), TransientSendError)
+    assert isinstance(meta.classify(GraphError("", code=code, status=400), kind="meta_whatsapp"), TransientSendError)

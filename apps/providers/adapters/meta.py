@@ -14,9 +14,9 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import requests
 from django.conf import settings
 
+from apps.providers import meta_graph
 from apps.providers.adapters.base import (
     InboundMessage,
     MediaRef,
@@ -34,6 +34,7 @@ from apps.providers.adapters.base import (
     WebhookRequest,
 )
 from apps.providers.media import MediaRefused, fetch_limited
+from apps.providers.meta_graph import GraphError, GraphUnreachable
 from apps.providers.registry import register
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 # WhatsApp Cloud names media by id; `fetch_media` asks the Graph API for the download URL.
 WHATSAPP_MEDIA = "whatsapp-media:"
-DEFAULT_VERSION = "v21.0"
 
 # Graph error codes (https://developers.facebook.com/docs/graph-api/guides/error-handling).
 TOKEN_CODES = {190, 102, 463, 467}  # expired / invalid session or token
@@ -66,10 +66,6 @@ SEND_ATTACHMENT_TYPE = {"image": "image", "video": "video", "audio": "audio"}
 REACTION_EMOJI = {
     "love": "❤️", "like": "👍", "haha": "😆", "wow": "😮", "sad": "😢", "angry": "😡", "smile": "😊",
 }
-
-
-def graph_base() -> str:
-    return settings.META_GRAPH_BASE.rstrip("/")
 
 
 def media_hosts() -> list[str]:
@@ -218,69 +214,19 @@ def _split_whatsapp(entry: dict) -> list[RoutedEvent]:
     return routed
 
 
-# Graph HTTP -------------------------------------------------------------------------------
+# Graph errors -----------------------------------------------------------------------------
 
 
-@dataclass
-class GraphFailure(Exception):
-    status: int
-    code: int = 0
-    subcode: int = 0
-    message: str = ""
-    retry_after: float | None = None
-    transient_flag: bool = False
-
-
-def _graph(method: str, path: str, *, token: str, version: str, json=None, params=None) -> dict:
-    """One Graph API call. Raises GraphFailure for an error answer, TransientSendError when the
-    request never reached Meta, UnknownSendError when it may have."""
-    url = f"{graph_base()}/{version}/{path.lstrip('/')}"
-    timeout = (settings.PROVIDER_CONNECT_TIMEOUT, settings.PROVIDER_READ_TIMEOUT)
-    try:
-        response = requests.request(
-            method, url, json=json, params=params, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
-        )
-    except requests.ConnectTimeout:
-        raise TransientSendError("Meta could not be reached; we will try again.", code="connection") from None
-    except requests.ConnectionError as exc:
-        if any(marker in repr(exc) for marker in ("Connection refused", "NewConnectionError", "Failed to resolve")):
-            raise TransientSendError("Meta could not be reached; we will try again.", code="connection") from None
-        raise UnknownSendError(
-            "The connection to Meta broke after the request was sent; it may or may not have arrived.",
-            code="connection_lost",
-        ) from None
-    except requests.ReadTimeout:
-        raise UnknownSendError("Meta did not answer in time; the message may or may not have been sent.", code="timeout") from None
-    try:
-        data = response.json()
-    except ValueError:
-        data = {}
-    if response.status_code >= 400 or (isinstance(data, dict) and "error" in data):
-        error = data.get("error") if isinstance(data, dict) else None
-        error = error if isinstance(error, dict) else {}
-        raise GraphFailure(
-            status=response.status_code,
-            code=_int(error.get("code")),
-            subcode=_int(error.get("error_subcode")),
-            message=str(error.get("message") or error.get("error_user_msg") or ""),
-            retry_after=_retry_after(response.headers.get("Retry-After")),
-            transient_flag=bool(error.get("is_transient")),
-        )
-    return data if isinstance(data, dict) else {}
-
-
-def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _retry_after(value) -> float | None:
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        return None
+def unreachable(error: GraphUnreachable) -> SendError:
+    """No answer from Graph: transient when the request never left, unknown when it may have."""
+    if not error.maybe_delivered:
+        return TransientSendError("Meta could not be reached; we will try again.", code="connection")
+    if error.timed_out:
+        return UnknownSendError("Meta did not answer in time; the message may or may not have been sent.", code="timeout")
+    return UnknownSendError(
+        "The connection to Meta broke after the request was sent; it may or may not have arrived.",
+        code="connection_lost",
+    )
 
 
 def reconnect_sentence(kind: str) -> str:
@@ -295,17 +241,17 @@ def reconnect_sentence(kind: str) -> str:
     ).format(label="Instagram" if kind == "instagram" else "Messenger")
 
 
-def classify(failure: GraphFailure, *, kind: str, tag: str = "") -> SendError:
+def classify(error: GraphError, *, kind: str, tag: str = "") -> SendError:
     """A Graph error as our send error: transient (retry with backoff), or permanent with the
     reason a person reads and what it means for us (`effect`)."""
     label = {"messenger": "Messenger", "instagram": "Instagram"}.get(kind, "WhatsApp")
-    code, subcode = failure.code, failure.subcode
-    code_text = str(code or failure.status)
-    if failure.status == 429 or code in RATE_LIMIT_CODES:
+    code, subcode = error.code, error.subcode
+    code_text = str(code or error.status)
+    if error.status == 429 or code in RATE_LIMIT_CODES:
         return TransientSendError(
-            f"{label} is rate limiting this account; we will try again shortly.", code=code_text, retry_after=failure.retry_after
+            f"{label} is rate limiting this account; we will try again shortly.", code=code_text, retry_after=error.retry_after
         )
-    if failure.status >= 500 or code in TRANSIENT_CODES or failure.transient_flag:
+    if error.status >= 500 or code in TRANSIENT_CODES or error.flagged_transient:
         return TransientSendError(f"{label} had a temporary problem; we will try again.", code=code_text)
     if subcode in WINDOW_SUBCODES or code == WHATSAPP_WINDOW:
         if kind == "meta_whatsapp":
@@ -317,11 +263,11 @@ def classify(failure: GraphFailure, *, kind: str, tag: str = "") -> SendError:
         return PermanentSendError(reason, code=code_text, effect="window")
     if code in UNAVAILABLE or subcode in UNAVAILABLE_SUBCODES:
         return PermanentSendError(f"Failed to send via {label}: this person isn't available right now.", code=code_text)
-    if code in TOKEN_CODES or code in PERMISSION_CODES or 200 <= code <= 299 or failure.status == 401 or (
+    if code in TOKEN_CODES or code in PERMISSION_CODES or 200 <= code <= 299 or error.status == 401 or (
         kind == "meta_whatsapp" and code in WHATSAPP_CONFIGURATION
     ):
         return PermanentSendError(reconnect_sentence(kind), code=code_text, effect="configuration")
-    detail = failure.message or f"{label} refused the message"
+    detail = error.message or f"{label} refused the message"
     return PermanentSendError(f"Failed to send via {label}: {detail.rstrip('.')}.", code=code_text)
 
 
@@ -347,7 +293,7 @@ class _MetaAdapter:
         self.config = config or {}
         self.app_id = str(app.get("app_id") or "")
         self.app_secret = str(app.get("app_secret") or "")
-        self.version = str(app.get("graph_version") or DEFAULT_VERSION)
+        self.version = str(app.get("graph_version") or meta_graph.DEFAULT_VERSION)
         self.token = ""
 
     # Inbound -----------------------------------------------------------------------------
@@ -371,9 +317,14 @@ class _MetaAdapter:
 
     def _call(self, method: str, path: str, *, json=None, params=None, tag: str = "") -> dict:
         try:
-            return _graph(method, path, token=self.token, version=self.version, json=json, params=params)
-        except GraphFailure as failure:
-            raise classify(failure, kind=self.kind, tag=tag) from None
+            return meta_graph.graph_request(method, path, token=self.token, version=self.version, json=json,
+                                            params=params)
+        except GraphUnreachable as error:
+            raise unreachable(error) from None
+        except GraphError as error:
+            if error.status < 400 and not error.code:
+                return {}  # Meta took the request and answered no JSON: it went out, without an id.
+            raise classify(error, kind=self.kind, tag=tag) from None
 
     def profile(self, user_id: str) -> dict:
         """{"name", "avatar_url"} of a customer (Messenger / Instagram), or raises SendError."""
@@ -578,9 +529,9 @@ class WhatsAppCloudAdapter(_MetaAdapter):
             if mapped == "failed" and errors and isinstance(errors[0], dict):
                 error = errors[0]
                 code = str(error.get("code") or "")
-                failure = GraphFailure(status=400, code=_int(error.get("code")),
-                                       message=str((error.get("error_data") or {}).get("details") or error.get("message") or error.get("title") or ""))
-                reason = classify(failure, kind=self.kind).reason
+                detail = (error.get("error_data") or {}).get("details") or error.get("message") or error.get("title")
+                refusal = GraphError(str(detail or ""), code=int(code) if code.isdigit() else 0, status=400)
+                reason = classify(refusal, kind=self.kind).reason
             return StatusUpdate(external_id=str(status["id"]), status=mapped, error_code=code, error_reason=reason)
         message = body.get("message") or {}
         sender = "+" + str(message.get("from") or "").lstrip("+")
@@ -633,8 +584,9 @@ class WhatsAppCloudAdapter(_MetaAdapter):
     def fetch_media(self, url: str, *, max_bytes: int) -> tuple[bytes, str]:
         if url.startswith(WHATSAPP_MEDIA):
             try:
-                info = _graph("GET", url[len(WHATSAPP_MEDIA):], token=self.token, version=self.version)
-            except (GraphFailure, SendError) as exc:
+                info = meta_graph.graph_request("GET", url[len(WHATSAPP_MEDIA):], token=self.token,
+                                                version=self.version)
+            except (GraphError, GraphUnreachable) as exc:
                 raise MediaRefused(f"WhatsApp media lookup failed: {type(exc).__name__}") from None
             url = str(info.get("url") or "")
             # The media URL needs the token too; fetch_limited drops it on any redirect.

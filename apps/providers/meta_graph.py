@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 DEFAULT_VERSION = "v21.0"
 
@@ -117,6 +118,8 @@ def graph_url(path: str, *, version: str = DEFAULT_VERSION) -> str:
     return f"{settings.META_GRAPH_BASE.rstrip('/')}/{version}/{path.lstrip('/')}"
 
 
+# Tokens and form secrets never show among an error report's local variables.
+@sensitive_variables("token", "headers", "data")
 def graph_request(
     method: str,
     path: str,

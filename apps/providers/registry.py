@@ -1,5 +1,7 @@
 """The adapter registry: one adapter class per Channel.kind, built from the channel's stored config."""
 
+from django.views.decorators.debug import sensitive_variables
+
 from apps.providers.adapters.base import Adapter
 from apps.providers.models import Channel
 
@@ -15,6 +17,8 @@ def register(kind: str):
     return decorate
 
 
+# The Meta app secret never shows among a debug page's (or error report's) local variables.
+@sensitive_variables("extra")
 def adapter_for(channel: Channel) -> Adapter:
     _load()
     try:

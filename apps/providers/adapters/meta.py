@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from apps.providers import meta_graph
 from apps.providers.adapters.base import (
@@ -77,6 +78,8 @@ def sign(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+# compare_digest raises on a non-ASCII header: the error report must not show the secret.
+@sensitive_variables("app_secret")
 def signature_valid(app_secret: str, body: bytes, header: str) -> bool:
     """HMAC-SHA256 of the raw body with the app secret, compared in constant time."""
     if not app_secret or not header or not header.startswith("sha256="):
@@ -272,6 +275,7 @@ def classify(error: GraphError, *, kind: str, tag: str = "") -> SendError:
 
 
 def _bearer(token: str):
+    @sensitive_variables("token")
     def add_header(request):
         request.headers["Authorization"] = f"Bearer {token}"
         return request
@@ -288,6 +292,7 @@ class _MetaAdapter:
     kind = ""
     uses_meta_app = True  # the registry passes the Meta app's configuration
 
+    @sensitive_variables("secrets", "app")
     def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = "", app: dict | None = None):
         app = app or {}
         self.config = config or {}
@@ -343,6 +348,7 @@ class _PageMessagingAdapter(_MetaAdapter):
     label = ""
     profile_fields = ""
 
+    @sensitive_variables("kwargs", "secrets")
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         secrets = kwargs.get("secrets") or {}
@@ -508,6 +514,7 @@ def _messaging_content(message: dict) -> tuple[str, tuple[MediaRef, ...]]:
 class WhatsAppCloudAdapter(_MetaAdapter):
     kind = "meta_whatsapp"
 
+    @sensitive_variables("kwargs", "secrets")
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         secrets = kwargs.get("secrets") or {}

@@ -18,6 +18,7 @@ import secrets
 import threading
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from apps.providers.adapters.base import (
     InboundMessage,
@@ -51,6 +52,7 @@ def new_id() -> str:
 class SandboxAdapter:
     kind = "sandbox"
 
+    @sensitive_variables("secrets")
     def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = ""):
         self.webhook_secret = (secrets.get("webhook_secret") or "").strip()
         self.channel_uuid = channel_uuid

@@ -5,6 +5,7 @@ import logging
 
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
@@ -95,6 +96,7 @@ class BaseUrlHttpClient(TwilioHttpClient):
 class TwilioWhatsAppAdapter:
     kind = "twilio_whatsapp"
 
+    @sensitive_variables("secrets")
     def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = ""):
         self.account_sid = (config.get("account_sid") or "").strip()
         self.sender = (config.get("sender") or "").strip()

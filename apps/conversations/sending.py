@@ -40,7 +40,7 @@ from apps.providers.adapters.base import (
     TransientSendError,
     UnknownSendError,
 )
-from apps.providers.models import Channel, InboundEvent
+from apps.providers.models import Channel
 from apps.providers.policies import POLICIES, ChannelPolicy
 
 log = logging.getLogger(__name__)
@@ -465,19 +465,10 @@ def _record_sent(message: Message, channel: Channel, external_id: str) -> None:
         services.message_status_apply(message=message, status=Message.Status.SENT)
     if not external_id:
         return
+    from apps.providers import inbound
+
     # Statuses that arrived before we knew the provider id wait for it.
-    deferred = list(
-        InboundEvent.objects.filter(channel_id=channel.pk, state=InboundEvent.State.DEFERRED, ref=external_id)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    if not deferred:
-        return
-    try:
-        from apps.providers import inbound
-    except ImportError:
-        return
-    for event_id in deferred:
+    for event_id in inbound.deferred_event_ids(channel_id=channel.pk, external_id=external_id):
         try:
             inbound.event_process(event_id)
         except Exception:  # noqa: BLE001 - the inbound sweep retries it

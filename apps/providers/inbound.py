@@ -216,11 +216,12 @@ def event_ids_due(*, now=None) -> list[int]:
 
 
 def deferred_event_ids(*, channel_id: int, external_id: str) -> list[int]:
-    """Statuses that arrived before we knew this provider id (the sender calls event_process)."""
+    """Statuses that arrived before we knew this provider id, oldest first (the sender calls
+    event_process)."""
     return list(
-        InboundEvent.objects.filter(
-            channel_id=channel_id, ref=external_id, state=InboundEvent.State.DEFERRED
-        ).values_list("pk", flat=True)
+        InboundEvent.objects.filter(channel_id=channel_id, ref=external_id, state=InboundEvent.State.DEFERRED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
 
 

@@ -7,6 +7,9 @@ from django.test import Client
 
 from tests import factories
 
+# Fixtures more than one folder uses (Meta's fake Graph, the browser harness, Acme's objects).
+pytest_plugins = ["tests.fixtures.browser", "tests.fixtures.meta", "tests.fixtures.tenancy"]
+
 
 def pytest_configure(config):
     # CI must run on the real services; locally, without them, the embedded defaults apply.

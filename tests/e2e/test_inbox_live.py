@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 from apps.contacts import services as contact_services
 from apps.conversations.models import Message
 from tests import factories
-from tests.e2e.conftest import in_thread, log_in, post_signed, screenshot
 from tests.fakes.twilio import hang
+from tests.fixtures.browser import in_thread, log_in, post_signed, screenshot
 
 pytestmark = pytest.mark.browser
 

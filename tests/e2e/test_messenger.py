@@ -9,10 +9,9 @@ from playwright.sync_api import expect
 
 from apps.conversations.models import Message
 from apps.providers.models import Channel
-from tests.e2e.conftest import log_in, screenshot
 from tests.fakes import meta as fakes
-from tests.meta.conftest import APP_SECRET, PAGE_ID, PAGE_NAME
-from tests.meta.conftest import _fake_meta_server, fake_meta, meta_app  # noqa: F401 - fixtures
+from tests.fixtures.browser import log_in, screenshot
+from tests.fixtures.meta import APP_SECRET, PAGE_ID, PAGE_NAME
 
 pytestmark = pytest.mark.browser
 

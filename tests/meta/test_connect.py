@@ -12,7 +12,7 @@ from apps.providers import meta_connect, meta_graph
 from apps.providers.models import Channel, MetaOAuthState, MetaPendingConnection
 from tests import factories
 from tests.fakes import meta as fake_errors
-from tests.meta.conftest import APP_ID, GRAPH_VERSION, IG_ID, IG_USERNAME, PAGE_ID, PAGE_NAME, PAGE_TOKEN
+from tests.fixtures.meta import APP_ID, GRAPH_VERSION, IG_ID, IG_USERNAME, PAGE_ID, PAGE_NAME, PAGE_TOKEN
 
 CALLBACK = "https://parley.test/settings/integrations/meta/callback/"
 

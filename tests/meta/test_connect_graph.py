@@ -7,7 +7,7 @@ import requests
 from apps.providers import meta_graph
 from apps.providers.meta_graph import GraphError, GraphUnreachable
 from tests.fakes import meta as fake_errors
-from tests.meta.conftest import APP_ID, APP_SECRET, GRAPH_VERSION, PAGE_ID, PAGE_TOKEN
+from tests.fixtures.meta import APP_ID, APP_SECRET, GRAPH_VERSION, PAGE_ID, PAGE_TOKEN
 
 SEND = {"recipient": {"id": "1"}, "messaging_type": "RESPONSE", "message": {"text": "hi"}}
 

@@ -7,7 +7,7 @@ from apps.core.errors import ServiceError
 from apps.providers import meta_connect, meta_graph
 from apps.providers.models import Channel
 from tests.fakes import meta as fake_errors
-from tests.meta.conftest import DISPLAY_PHONE_NUMBER, GRAPH_VERSION, PHONE_NUMBER_ID, WABA_ID, WHATSAPP_TOKEN
+from tests.fixtures.meta import DISPLAY_PHONE_NUMBER, GRAPH_VERSION, PHONE_NUMBER_ID, WABA_ID, WHATSAPP_TOKEN
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from apps.conversations.models import Conversation, Message
 from apps.providers import inbound
 from apps.providers.models import InboundEvent
 from tests.fakes import meta as fakes
+from tests.fixtures.meta import APP_ID, IG_ID, PAGE_ID, WHATSAPP_TOKEN
 from tests.meta import webhooks
-from tests.meta.conftest import APP_ID, IG_ID, PAGE_ID, WHATSAPP_TOKEN
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("meta_app")]
 

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from apps.providers.models import MetaAppConfig
 from tests import factories
-from tests.meta.conftest import APP_SECRET
+from tests.fixtures.meta import APP_SECRET
 
 
 @pytest.fixture

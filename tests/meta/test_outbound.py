@@ -18,7 +18,7 @@ from apps.providers.meta_graph import GraphError
 from apps.providers.models import Channel
 from apps.providers.policies import policy_for
 from tests.fakes import meta as fakes
-from tests.meta.conftest import PAGE_ID, PHONE_NUMBER_ID, WHATSAPP_TOKEN
+from tests.fixtures.meta import PAGE_ID, PHONE_NUMBER_ID, WHATSAPP_TOKEN
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("meta_app", "fake_meta")]
 

@@ -12,8 +12,8 @@ from apps.conversations.models import Message
 from apps.providers import inbound
 from apps.providers.models import InboundEvent
 from tests.fakes import meta as fakes
+from tests.fixtures.meta import IG_ID, PAGE_ID, VERIFY_TOKEN
 from tests.meta import webhooks
-from tests.meta.conftest import IG_ID, PAGE_ID, VERIFY_TOKEN
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fake_meta")]
 

@@ -5,7 +5,7 @@ import json
 from django.test import Client
 
 from tests.fakes import meta as fakes
-from tests.meta.conftest import APP_SECRET
+from tests.fixtures.meta import APP_SECRET, DISPLAY_PHONE_NUMBER, PHONE_NUMBER_ID, WABA_ID
 
 URL = "/webhooks/meta/"
 
@@ -37,8 +37,6 @@ def instagram(*messaging, ig_id: str) -> bytes:
 
 
 def whatsapp(*, messages=None, statuses=None, contacts=None) -> bytes:
-    from tests.meta.conftest import DISPLAY_PHONE_NUMBER, PHONE_NUMBER_ID, WABA_ID
-
     entry = fakes.whatsapp_entry(
         WABA_ID, PHONE_NUMBER_ID, DISPLAY_PHONE_NUMBER, messages=messages, statuses=statuses, contacts=contacts
     )

@@ -8,8 +8,8 @@ from django.test import Client
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.views import APIView
 
+from tests.fixtures.tenancy import fill
 from tests.security.conftest import all_routes
-from tests.security.test_tenancy_sweep import acme_objects, fill  # noqa: F401 - the fixture is used below
 
 STATE_CHANGING = ["post", "put", "patch", "delete"]
 
@@ -38,7 +38,7 @@ def test_only_webhooks_are_exempt_from_csrf():
 
 
 @pytest.mark.django_db
-def test_every_state_changing_route_refuses_a_request_without_the_token(acme_objects, alice, settings):  # noqa: F811
+def test_every_state_changing_route_refuses_a_request_without_the_token(acme_objects, alice, settings):
     settings.TWILIO_API_BASE = "http://127.0.0.1:9"  # an accepted retry must not leave the machine
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(alice)

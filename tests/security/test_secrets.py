@@ -20,8 +20,8 @@ from apps.conversations.models import Message
 from apps.providers import registry
 from apps.providers.models import Channel, MetaAppConfig
 from tests import factories
+from tests.fixtures.tenancy import fill
 from tests.security.conftest import all_routes, post_form, public_url, sign, twilio_params
-from tests.security.test_tenancy_sweep import acme_objects, fill  # noqa: F401 - fixture
 
 TOKEN = factories.TEST_AUTH_TOKEN
 META_SECRET = "meta-app-secret-5f1d0c9e7b"
@@ -123,7 +123,7 @@ def test_no_secret_in_any_log_record(client, whatsapp, customer, fake_twilio, me
 # Pages, fragments, API --------------------------------------------------------------------
 
 
-def test_no_secret_in_any_page_fragment_or_api_answer(acme_objects, alice, meta_app):  # noqa: F811
+def test_no_secret_in_any_page_fragment_or_api_answer(acme_objects, alice, meta_app):
     root = factories.UserFactory(username="root", is_staff=True, is_superuser=True)
     viewers = []
     for user in (alice, root):

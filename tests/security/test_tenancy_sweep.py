@@ -8,125 +8,20 @@ superuser) must redirect to its index ("does not exist") or refuse. A new route 
 the sweep cannot fill fails the test, so new routes are covered the day they appear.
 """
 
-from datetime import timedelta
-
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from django.apps import apps as django_apps
 from django.contrib.auth.models import Permission
-from django.contrib.contenttypes.models import ContentType
-from django.core.files.base import ContentFile
 from django.test import Client
-from django.utils import timezone
 
-from apps.accounts import services as account_services
 from apps.accounts.middleware import SESSION_KEY
-from apps.contacts.models import ContactIdentity
-from apps.conversations.models import Attachment, Conversation, Message
-from apps.message_templates.models import MessageTemplate
-from apps.providers.models import InboundEvent, MetaAppConfig, MetaPendingConnection
-from tests import factories
+from apps.conversations.models import Conversation, Message
+from tests.fixtures.tenancy import admin_model_label, fill
 from tests.security.conftest import all_routes
 
 METHODS = ["get", "post", "put", "patch", "delete"]
 # Text only Acme's objects carry: it must never appear in what charlie receives.
 ACME_MARKERS = ["Siti Acme-Only", "acme-only-secret-text", "+60123456789", "alice@example.com"]
-
-
-@pytest.fixture
-def acme_objects(acme, alice, bob, whatsapp):
-    contact = factories.ContactFactory(organization=acme, name="Siti Acme-Only", phone="+60123456789")
-    ContactIdentity.objects.create(organization=acme, contact=contact, kind="whatsapp", address="+60123456789")
-    conversation = factories.ConversationFactory(channel=whatsapp, contact=contact, last_message_preview="acme-only-secret-text")
-    inbound = factories.MessageFactory(conversation=conversation, text="acme-only-secret-text", external_id="SM" + "a" * 32)
-    failed = factories.MessageFactory(
-        conversation=conversation, direction="outbound", status="failed", text="acme-only-secret-text",
-        error_reason="Failed to send via WhatsApp: test.", sender=alice,
-    )
-    attachment = Attachment(organization=acme, message=inbound, content_type="image/png", filename="acme.png", size=3)
-    attachment.file.save("acme.png", ContentFile(b"png"), save=True)
-    team = account_services.team_create(organization=acme, name="Acme Support")
-    token, _ = account_services.api_token_create(membership=alice.memberships.get(organization=acme), name="acme key")
-    template = MessageTemplate.objects.create(organization=acme, name="acme_hello", body="acme-only-secret-text")
-    event = InboundEvent.objects.create(
-        provider="twilio", destination=str(whatsapp.uuid), channel=whatsapp, organization=acme,
-        event_id="SM" + "a" * 32, kind="message", body={"Body": "acme-only-secret-text"}, received_at=timezone.now(),
-    )
-    pending = MetaPendingConnection.objects.create(
-        organization=acme, membership=alice.memberships.get(organization=acme), expires_at=timezone.now() + timedelta(hours=1),
-        pages=[{"id": "1", "name": "Siti Acme-Only"}], secrets={"user_token": "acme-only-secret-text"},
-    )
-    by_model = {
-        "auth.user": alice,
-        "auth.group": team.group,
-        "accounts.organization": acme,
-        "accounts.membership": alice.memberships.get(organization=acme),
-        "accounts.team": team,
-        "accounts.apitoken": token,
-        "contacts.contact": contact,
-        "providers.channel": whatsapp,
-        "providers.inboundevent": event,
-        "conversations.conversation": conversation,
-        "conversations.message": failed,
-        "message_templates.messagetemplate": template,
-        # System-wide, not any organization's: only superusers may see it.
-        "providers.metaappconfig": MetaAppConfig.current(),
-    }
-    return {
-        "conversation": conversation,
-        "contact": contact,
-        "message": failed,
-        "channel": whatsapp,
-        "attachment": attachment,
-        "pending": pending,
-        "by_model": by_model,
-    }
-
-
-def fill(route, objects) -> dict | None:
-    """Values for every parameter of `route` naming one of Acme's objects; None when the sweep
-    does not know the parameter (the test then fails, naming the route)."""
-    values = {}
-    for name in route.params:
-        if name == "conversation_id":
-            values[name] = objects["conversation"].pk
-        elif name == "contact_id":
-            values[name] = objects["contact"].pk
-        elif name == "message_id":
-            values[name] = objects["message"].pk
-        elif name == "channel_id":
-            values[name] = objects["channel"].pk
-        elif name == "attachment_id":
-            values[name] = objects["attachment"].pk
-        elif name == "channel_uuid":
-            values[name] = objects["channel"].uuid
-        elif name == "pending_uuid":
-            values[name] = objects["pending"].uuid
-        elif name == "filename":
-            values[name] = objects["attachment"].filename
-        elif route.is_admin and name in ("object_id", "id"):
-            label = admin_model_label(route)
-            if label is None or label not in objects["by_model"]:
-                return None
-            values[name] = objects["by_model"][label].pk
-        elif route.is_admin and name == "content_type_id":
-            values[name] = ContentType.objects.get_for_model(Conversation).pk
-            values["object_id"] = objects["conversation"].pk
-        else:
-            return None
-    return values
-
-
-def admin_model_label(route) -> str | None:
-    parts = route.route.split("/")
-    if len(parts) < 3 or parts[1] == "r":
-        return "conversations.conversation" if parts[1:2] == ["r"] else None
-    try:
-        model = django_apps.get_model(parts[1], parts[2])
-    except LookupError:
-        return None
-    return model._meta.label_lower
 
 
 def names_an_object(route) -> bool:

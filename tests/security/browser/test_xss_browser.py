@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import factories
-from tests.e2e.conftest import in_thread, log_in
+from tests.fixtures.browser import in_thread, log_in
 from tests.security.test_xss import CORPUS
 
 pytestmark = pytest.mark.browser

@@ -929,7 +929,7 @@ class FakeMeta:
             if not template.get("name") or not (template.get("language") or {}).get("code"):
                 return _err(400, 100, "(#100) The parameter template['name'] and template['language'] are required.")
         else:
-            return _err(400, 100, f"(#100) Param type must be one of text, image, document, audio, video, template")
+            return _err(400, 100, "(#100) Param type must be one of text, image, document, audio, video, template")
         answer = {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": digits}],
                   "messages": [{"id": "wamid." + secrets.token_urlsafe(40)}]}
         with self._lock:

@@ -102,7 +102,7 @@ def test_watched_conversation_receives_bubble_and_row_for_inbound_message(alice,
         banner = re.search(r'<div id="window-banner"[^>]*>(.*?)</div>', html, re.S)
         assert banner and 'is-open' in banner.group(0) and 'hx-swap-oob="outerHTML"' in banner.group(0)
         assert "Window open: 23 h 59 min left" in banner.group(1)
-        assert f'class="row active"' in html or 'active' in html.split(f'id="conversation-{conversation.pk}"')[-1][:80]
+        assert 'class="row active"' in html or 'active' in html.split(f'id="conversation-{conversation.pk}"')[-1][:80]
         await ws.disconnect()
 
     run(scenario)

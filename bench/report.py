@@ -27,6 +27,10 @@ def _fmt(value, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def _load(values) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "n/a"
+
+
 def _mark(ok) -> str:
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
@@ -173,9 +177,15 @@ def write_docs(results: dict, docs: Path) -> None:
         "",
         f"- CPU: {machine.get('cpu')} × {machine.get('cores')} cores, RAM {machine.get('ram_gb')} GB, {machine.get('os')}",
         f"- PostgreSQL {machine.get('postgresql')}, Redis {machine.get('redis')}, Python {machine.get('python')}",
-        f"- Load average at start {machine.get('loadavg_start')}, at end {machine.get('loadavg_end')} "
+        f"- Load average (1/5/15 min) at start {_load(machine.get('loadavg_start'))}, at end {_load(machine.get('loadavg_end'))} "
         "(other engineers' test suites shared the machine)",
         f"- Time per benchmark (s): {results.get('timings_s')}",
+    ]
+    rerun = (results.get("pages") or {}).get("rerun")
+    if rerun:
+        lines.append(f"- Pages re-run at {rerun['started_at']} ({rerun['why']}); load average "
+                     f"{_load(rerun['loadavg_start'])} → {_load(rerun['loadavg_end'])}")
+    lines += [
         "",
         "## Results",
         "",

@@ -1,0 +1,76 @@
+"""The benchmark harness measures what it claims: its signed webhooks are the real thing (the
+webhook view accepts and records them once), its duplicate stream repeats each id as promised,
+its seeder lands on the exact sizes, and its statistics are right."""
+
+import itertools
+
+import pytest
+from django.test import Client
+
+from apps.conversations.models import Conversation, Message
+from apps.providers.models import InboundEvent
+from bench import common, data, seed
+from bench.loadgen import Request
+
+
+def _post(client: Client, request: Request):
+    return client.post(request.path, data=request.body, content_type="application/x-www-form-urlencoded",
+                       HTTP_X_TWILIO_SIGNATURE=request.headers["X-Twilio-Signature"])
+
+
+@pytest.fixture
+def bench_channel(acme, settings):
+    settings.PUBLIC_BASE_URL = common.PUBLIC_BASE_URL
+    return data.channel_create(acme)
+
+
+def test_bench_webhooks_are_accepted_by_the_real_view_and_recorded_once(bench_channel):
+    client = Client()
+    stream = list(itertools.islice(data.webhook_stream(bench_channel, "t1", copies=3), 30))
+    answers = [_post(client, request).status_code for request in stream]
+    assert set(answers) <= {200, 204}
+    keys = {request.key for request in stream}
+    stored = list(InboundEvent.objects.filter(destination=str(bench_channel.uuid)).values_list("event_id", flat=True))
+    assert sorted(stored) == sorted(keys)
+    assert {InboundEvent.objects.get(event_id=k).kind for k in keys} == {"message", "status"}
+
+
+def test_a_tampered_bench_webhook_is_refused(bench_channel):
+    request = next(data.webhook_stream(bench_channel, "t2"))
+    tampered = Request(request.path, request.body.replace(b"Body=", b"Body=x"), request.headers, request.key)
+    assert _post(Client(), tampered).status_code == 403
+    assert not InboundEvent.objects.exists()
+
+
+def test_the_duplicate_stream_sends_each_id_ten_times_half_of_them_back_to_back(bench_channel):
+    stream = list(itertools.islice(data.webhook_stream(bench_channel, "t3", copies=10), 3000))
+    counts = {}
+    for request in stream:
+        counts[request.key] = counts.get(request.key, 0) + 1
+    first = stream[0].key
+    assert [r.key for r in stream[:5]] == [first] * 5  # racing copies
+    assert counts[first] == 10
+    assert max(counts.values()) <= 10
+
+
+@pytest.mark.skipif("sqlite" in __import__("django.conf").conf.settings.DATABASES["default"]["ENGINE"],
+                    reason="the seeder uses PostgreSQL's COPY")
+def test_seeder_lands_on_exact_sizes_with_long_threads(db):
+    seeded = seed.seed(conversations=40, messages=900, long_threads=2, long_length=200, label="test")
+    org = seeded.organization
+    assert Conversation.objects.filter(organization=org).count() == 40
+    assert Message.objects.filter(organization=org).count() == 900
+    assert [Message.objects.filter(conversation_id=pk).count() for pk in seeded.long_ids] == [200, 200]
+    again = seed.seed(conversations=40, messages=900, long_threads=2, long_length=200, label="test")
+    assert again.reused and again.organization.pk == org.pk
+
+
+def test_percentiles_and_summary():
+    values = [i / 1000 for i in range(1, 1001)]  # 1 … 1000 ms
+    summary = common.latency_summary(values)
+    assert summary["count"] == 1000
+    assert summary["p50_ms"] == pytest.approx(500.5, abs=0.01)
+    assert summary["p99_ms"] == pytest.approx(990.01, abs=0.01)
+    assert summary["max_ms"] == 1000
+    assert common.percentile([], 50) is None
+    assert common.ratio(1.0, 0) is None

@@ -242,10 +242,10 @@ def _warm(port: int) -> None:
             requests.post(f"http://{HOST}:{port}/bench/bare/", data=b"x", timeout=10)
 
 
-def worker_start(env: RunEnv, *, concurrency: int, queues: str = "celery", name: str = "worker") -> Proc:
+def worker_start(env: RunEnv, *, concurrency: int, name: str = "worker") -> Proc:
     nodename = f"{name}-{secrets.token_hex(3)}@bench"
     cmd = [PY, "-m", "celery", "--app", "config", "worker", "--loglevel", "WARNING", "--concurrency", str(concurrency),
-           "--pool", "prefork", "-Q", queues, "--without-gossip", "--without-mingle", "--without-heartbeat",
+           "--pool", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
            "-n", nodename]
     proc = Proc(name, cmd, env=env.child_env())
     # Ready when it answers a ping on the broker (the runner shares the run's settings).

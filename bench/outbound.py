@@ -3,7 +3,8 @@
 A batch of messages through the real path (message_send → outbox row → Celery workers on the
 Redis broker → Twilio SDK over HTTP) to the fake Twilio server, which allows 80 messages/s per
 sender and answers 429 with Retry-After beyond. While the batch drains, one-to-one agent replies
-are sent on the same channel; their lag is the time from message_send to the provider.
+are sent on the same channel as the inbox sends them (`interactive=True`: their own queue); their
+lag is the time from message_send to the provider.
 Reference: a plain asyncio loop posting the same requests with a client-side token bucket.
 """
 
@@ -86,13 +87,13 @@ def parley(env: RunEnv, *, messages: int, replies: int) -> dict:
             if i and i % reply_every == 0 and r < replies:
                 text = f"reply {org.pk} {r}"
                 reply_sent[text] = time.time()
-                sending.message_send(membership=membership, conversation=reply_convs[r], text=text)
+                sending.message_send(membership=membership, conversation=reply_convs[r], text=text, interactive=True)
                 r += 1
         queued_at = time.time()
         while r < replies:  # a small batch: the rest of the replies right after it
             text = f"reply {org.pk} {r}"
             reply_sent[text] = time.time()
-            sending.message_send(membership=membership, conversation=reply_convs[r], text=text)
+            sending.message_send(membership=membership, conversation=reply_convs[r], text=text, interactive=True)
             r += 1
         total = messages + replies
         # Generous: a slow drain is a figure to report, not a reason to stop counting.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -188,7 +189,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # gives up within about a second and the row is left for the sweep (robust on_commit enqueues).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_timeout": 1.0, "socket_connect_timeout": 1.0}
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
-CELERY_TASK_ROUTES = {}
+# Every worker consumes both queues (without -Q). Sends an agent makes from the inbox go to
+# "interactive", so a reply never waits behind a bulk batch in "celery" (docs/benchmarks.md).
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("interactive")]
+CELERY_TASK_ROUTES = {"apps.conversations.tasks.message_deliver_interactive_task": {"queue": "interactive"}}
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "apps.conversations.tasks.outbox_sweep_task", "schedule": 30.0},
     "inbound-sweep": {"task": "apps.providers.tasks.inbound_event_sweep_task", "schedule": 60.0},

@@ -177,11 +177,13 @@ def message_send(
     template_id: int | None = None,
     template_variables: dict | None = None,
     sender_kind: str = Message.SenderKind.AGENT,
+    interactive: bool = False,
 ) -> Message:
     """Validate and queue an outbound message; delivery runs on commit in a task.
 
     Either `conversation` (a reply) or `channel` + `contact_id` (start or continue the contact's
     conversation on that channel). A repeated `client_token` returns the first message.
+    `interactive`: an agent is waiting on it (the inbox); it is delivered ahead of queued batches.
     """
     organization_id = membership.organization_id
     client_token = (client_token or "").strip()[:100] or None
@@ -288,7 +290,8 @@ def message_send(
                 raise ServiceError("attachment_in_use", "An attachment is already attached to another message.")
         services.conversation_touch(conversation=conversation, message=message)
         services.publish_message_created(message)
-        broker.enqueue_on_commit(tasks.message_deliver_task, message.pk)
+        task = tasks.message_deliver_interactive_task if interactive else tasks.message_deliver_task
+        broker.enqueue_on_commit(task, message.pk)
     return message
 
 

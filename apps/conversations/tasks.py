@@ -20,6 +20,13 @@ def message_deliver_task(message_id: int) -> None:
         _run_later(message_id, wait)
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def message_deliver_interactive_task(message_id: int) -> None:
+    """The same delivery for a send an agent is waiting on: routed to the `interactive` queue
+    (settings.CELERY_TASK_ROUTES), so it never waits behind a batch."""
+    message_deliver_task(message_id)
+
+
 @shared_task(ignore_result=True)
 def outbox_sweep_task() -> None:
     counts = sending.outbox_sweep()

@@ -441,12 +441,12 @@ def _send(request, *, channel, contact, conversation, from_new=False):
         if from_new:
             message = sending.message_send(
                 membership=membership, channel=channel, contact_id=contact.pk, text=text,
-                attachment_ids=attachment_ids, client_token=token,
+                attachment_ids=attachment_ids, client_token=token, interactive=True,
             )
         else:
             message = sending.message_send(
                 membership=membership, conversation=conversation, text=text, attachment_ids=attachment_ids,
-                client_token=token,
+                client_token=token, interactive=True,
             )
     except ServiceError as exc:
         if isinstance(exc, NotFound):

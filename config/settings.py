@@ -149,6 +149,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Until collectstatic fills STATIC_ROOT (production), WhiteNoise serves static/ and the apps'
+# files straight from the finders. WhiteNoise would read DEBUG itself, but pytest-django turns
+# DEBUG off after this file ran: tests serve like development, not from a STATIC_ROOT they lack.
+WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

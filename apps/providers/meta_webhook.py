@@ -7,7 +7,6 @@ and all of them recorded in one transaction before we answer 200. Events for an 
 know are kept (and logged), never dropped.
 """
 
-import hmac
 import json
 import logging
 
@@ -18,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from apps.providers import inbound
 from apps.providers.adapters import meta
+from apps.providers.adapters.base import signatures_equal
 from apps.providers.models import Channel, MetaAppConfig
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _verify_subscription(request, app: MetaAppConfig) -> HttpResponse:
     mode = request.GET.get("hub.mode", "")
     token = request.GET.get("hub.verify_token", "")
     challenge = request.GET.get("hub.challenge", "")
-    if mode == "subscribe" and app.verify_token and _same(token, app.verify_token):
+    if mode == "subscribe" and app.verify_token and signatures_equal(token, app.verify_token):
         return HttpResponse(challenge, content_type="text/plain")
     log.warning("meta webhook verification refused (mode=%s)", mode or "-")
     return HttpResponse("Verification failed.", status=403, content_type="text/plain")
@@ -76,7 +76,3 @@ def _record(routed: list[meta.RoutedEvent]) -> None:
         for (kind, destination), events in groups.items():
             channel = channels.get((kind, destination))
             inbound.event_record(channel=channel, events=events, provider="meta", destination=destination or "-")
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -15,6 +15,7 @@ from twilio import request_validator
 from apps.conversations.models import Message
 from apps.providers import registry
 from apps.providers.adapters import sandbox, twilio
+from apps.providers.adapters.base import signatures_equal
 from apps.providers.models import InboundEvent
 from tests import factories
 from tests.security.conftest import post_form, public_url, sign, twilio_params
@@ -194,9 +195,22 @@ def test_every_adapter_compares_signatures_in_constant_time():
         cls = registry._ADAPTERS[kind]
         source = _source(cls.verify_signature)
         module = inspect.getsource(inspect.getmodule(cls))
-        constant_time = "compare_digest" in source or "RequestValidator(" in source or (
+        constant_time = "signatures_equal(" in source or "RequestValidator(" in source or (
             # A helper of the same module doing the comparison.
-            "compare_digest" in module and "==" not in source.split("def verify_signature", 1)[1].replace("!=", "")
+            "signatures_equal(" in module and "==" not in source.split("def verify_signature", 1)[1].replace("!=", "")
         )
-        assert constant_time, f"{kind}: verify_signature must use hmac.compare_digest or RequestValidator"
-    assert "hmac.compare_digest" in _source(sandbox.SandboxAdapter.verify_signature)
+        assert constant_time, f"{kind}: verify_signature must use signatures_equal or RequestValidator"
+    assert "signatures_equal(" in _source(sandbox.SandboxAdapter.verify_signature)
+    assert "hmac.compare_digest(" in _source(signatures_equal)
+
+
+def test_a_non_ascii_signature_is_refused_not_a_crash(client, acme, meta_app):
+    channel = factories.ChannelFactory(organization=acme, kind="sandbox", config={}, secrets={"webhook_secret": "s3cret"})
+    body = json.dumps({"type": "message", "id": "SB" + "2" * 32, "from": "+60123456789", "text": "Hi"}).encode()
+    response = client.post(f"/webhooks/sandbox/{channel.uuid}/", data=body, content_type="application/json",
+                           headers={"X-Parley-Signature": "é" * 64})
+    assert response.status_code == 403
+    response = client.post("/webhooks/meta/", data=b'{"object": "page", "entry": []}', content_type="application/json",
+                           headers={"X-Hub-Signature-256": "sha256=" + "é" * 64})
+    assert response.status_code == 403
+    assert nothing_stored()

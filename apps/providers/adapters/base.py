@@ -1,9 +1,16 @@
 """What every provider adapter speaks. Adapters do HTTP only, never the ORM."""
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+
+
+def signatures_equal(expected: str, received: str) -> bool:
+    """Constant-time comparison that also survives a header with non-ASCII bytes (a forgery
+    must get 403, not a 500)."""
+    return hmac.compare_digest(expected.encode(), received.encode())
 
 
 class SendError(Exception):

@@ -33,6 +33,7 @@ from apps.providers.adapters.base import (
     Unsend,
     Watermark,
     WebhookRequest,
+    signatures_equal,
 )
 from apps.providers.media import MediaRefused, fetch_limited
 from apps.providers.meta_graph import GraphError, GraphUnreachable
@@ -78,13 +79,12 @@ def sign(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-# compare_digest raises on a non-ASCII header: the error report must not show the secret.
 @sensitive_variables("app_secret")
 def signature_valid(app_secret: str, body: bytes, header: str) -> bool:
     """HMAC-SHA256 of the raw body with the app secret, compared in constant time."""
     if not app_secret or not header or not header.startswith("sha256="):
         return False
-    return hmac.compare_digest(sign(app_secret, body), header.strip())
+    return signatures_equal(sign(app_secret, body), header.strip())
 
 
 def _time(milliseconds_or_seconds) -> datetime | None:

@@ -28,6 +28,7 @@ from apps.providers.adapters.base import (
     SendResult,
     StatusUpdate,
     WebhookRequest,
+    signatures_equal,
 )
 from apps.providers.media import MediaRefused
 from apps.providers.registry import register
@@ -66,7 +67,7 @@ class SandboxAdapter:
         signature = request.headers.get(SIGNATURE_HEADER, "")
         if not signature or not self.webhook_secret:
             return False
-        return hmac.compare_digest(sign(self.webhook_secret, request.body), signature)
+        return signatures_equal(sign(self.webhook_secret, request.body), signature)
 
     def split_webhook(self, request: WebhookRequest, *, kind: str) -> list[RawEvent]:
         try:

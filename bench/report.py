@@ -181,10 +181,11 @@ def write_docs(results: dict, docs: Path) -> None:
         "(other engineers' test suites shared the machine)",
         f"- Time per benchmark (s): {results.get('timings_s')}",
     ]
-    rerun = (results.get("pages") or {}).get("rerun")
-    if rerun:
-        lines.append(f"- Pages re-run at {rerun['started_at']} ({rerun['why']}); load average "
-                     f"{_load(rerun['loadavg_start'])} → {_load(rerun['loadavg_end'])}")
+    for name in ("ingest", "outbound", "pages", "live"):
+        rerun = (results.get(name) or {}).get("rerun")
+        if rerun:
+            lines.append(f"- {name.capitalize()} re-run at {rerun['started_at']} ({rerun['why']}); load average "
+                         f"{_load(rerun['loadavg_start'])} → {_load(rerun['loadavg_end'])}")
     lines += [
         "",
         "## Results",

@@ -73,12 +73,13 @@ class SignatureInvalid(Exception):
 # Webhooks -------------------------------------------------------------------------------
 
 
-def webhook_accept(*, channel: Channel, request: WebhookRequest, kind: str) -> list[int]:
+def webhook_accept(*, channel: Channel, request: WebhookRequest, kind: str, adapter=None) -> list[int]:
     """Verify, split and record a webhook for `channel`. Returns the ids of the NEW events.
 
     Raises SignatureInvalid (answer 403) or ValueError for a body that is not the provider's
-    format (answer 400). Returns after the commit: the provider may be told 200 then."""
-    adapter = registry.adapter_for(channel)
+    format (answer 400). Returns after the commit: the provider may be told 200 then.
+    `adapter`: the channel's adapter when the caller has it already (registry.webhook_target)."""
+    adapter = adapter if adapter is not None else registry.adapter_for(channel)
     if not adapter.verify_signature(request):
         raise SignatureInvalid(f"Invalid webhook signature for channel {channel.uuid}")
     events = adapter.split_webhook(request, kind=kind)

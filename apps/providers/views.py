@@ -9,12 +9,12 @@ import logging
 from urllib.parse import parse_qs
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from apps.providers import inbound, selectors
+from apps.providers import inbound, registry
 from apps.providers.adapters.base import WebhookRequest
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,18 @@ def sandbox_webhook(request, channel_uuid):
 def _receive(request, channel_uuid, *, provider: str, kind: str) -> HttpResponse | None:
     """None when the events are recorded (the caller answers 200); else the error response."""
     try:
-        channel = selectors.channel_get_by_uuid(uuid=str(channel_uuid))
-        if channel is None or inbound.provider_for(channel) != provider:
-            raise Http404("No such webhook.")
         webhook = WebhookRequest(
             url=settings.PUBLIC_BASE_URL + request.get_full_path(),
             headers=request.headers,
             body=request.body,
             params=_form_params(request),
         )
-        inbound.webhook_accept(channel=channel, request=webhook, kind=kind)
+        try:
+            _accept(str(channel_uuid), webhook, provider=provider, kind=kind)
+        except IntegrityError:
+            # The cached channel was deleted by another process within the cache's TTL.
+            registry.webhook_forget(str(channel_uuid))
+            _accept(str(channel_uuid), webhook, provider=provider, kind=kind)
     except LookupError:
         # A channel kind without an adapter yet (SMS, …) has no webhook.
         raise Http404("No such webhook.") from None
@@ -70,6 +72,14 @@ def _receive(request, channel_uuid, *, provider: str, kind: str) -> HttpResponse
         log.error("webhook not recorded: database unavailable (provider=%s channel=%s)", provider, channel_uuid)
         return HttpResponse("Try again later.", status=503, content_type="text/plain", headers={"Retry-After": "5"})
     return None
+
+
+def _accept(channel_uuid: str, webhook: WebhookRequest, *, provider: str, kind: str) -> None:
+    target = registry.webhook_target(channel_uuid)
+    if target is None or inbound.provider_for(target[0]) != provider:
+        raise Http404("No such webhook.")
+    channel, adapter = target
+    inbound.webhook_accept(channel=channel, request=webhook, kind=kind, adapter=adapter)
 
 
 def _form_params(request) -> dict[str, list[str]]:

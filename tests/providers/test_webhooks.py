@@ -248,3 +248,52 @@ def test_with_the_broker_down_the_event_is_kept_for_the_sweep_and_twilio_hears_2
     assert response.status_code == 200
     assert InboundEvent.objects.get().state == "pending"
     assert not Message.objects.exists()
+
+
+# The per-process channel cache (registry.webhook_target) -----------------------------------
+
+
+def test_a_webhook_reuses_the_cached_channel(webhook_client, whatsapp, customer, django_capture_on_commit_callbacks):
+    from django.test.utils import CaptureQueriesContext
+
+    post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()))
+    with CaptureQueriesContext(connection) as queries:
+        response = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()))
+    assert response.status_code == 200
+    assert not any("providers_channel" in q["sql"] for q in queries.captured_queries)
+
+
+def test_a_rotated_token_applies_at_once_in_this_process(webhook_client, whatsapp, customer):
+    from apps.providers import services
+
+    assert post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid())).status_code == 200
+    services.channel_configure_twilio(channel=whatsapp, account_sid=whatsapp.config["account_sid"],
+                                      sender=whatsapp.config["sender"], auth_token="a-new-token")
+    old = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()))
+    new = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()),
+                      token="a-new-token")
+    assert (old.status_code, new.status_code) == (403, 200)
+
+
+def test_a_change_made_elsewhere_is_seen_after_the_ttl(webhook_client, whatsapp, customer):
+    import dataclasses
+
+    from django.utils import timezone
+
+    from apps.providers import registry
+    from apps.providers.models import Channel
+
+    assert post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid())).status_code == 200
+    # Another process saved the channel: no signal here, only updated_at moved.
+    Channel.objects.filter(pk=whatsapp.pk).update(
+        secrets={"auth_token": "rotated-elsewhere"}, updated_at=timezone.now()
+    )
+    cached = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()))
+    assert cached.status_code == 200  # within the TTL
+    # The TTL ran out: the next webhook compares updated_at and reloads.
+    key = str(whatsapp.uuid)
+    registry._webhook_cache[key] = dataclasses.replace(registry._webhook_cache[key], expires=0.0)
+    stale = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()))
+    fresh = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()),
+                        token="rotated-elsewhere")
+    assert (stale.status_code, fresh.status_code) == (403, 200)

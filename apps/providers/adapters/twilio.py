@@ -1,7 +1,9 @@
 """WhatsApp through Twilio Programmable Messaging, with the organization's own account."""
 
+import hashlib
 import json
 import logging
+import threading
 
 import requests
 from django.conf import settings
@@ -87,6 +89,8 @@ class BaseUrlHttpClient(TwilioHttpClient):
         self.base = base.rstrip("/")
 
     def request(self, method, url, *args, **kwargs):
+        # Read per request: one client lives as long as its worker (see _client).
+        self.timeout = (settings.PROVIDER_CONNECT_TIMEOUT, settings.PROVIDER_READ_TIMEOUT)
         if url.startswith(TWILIO_API):
             url = self.base + url[len(TWILIO_API) :]
         return super().request(method, url, *args, **kwargs)
@@ -172,7 +176,7 @@ class TwilioWhatsAppAdapter:
     # Outbound ----------------------------------------------------------------------------
 
     def send(self, message: OutboundMessage) -> SendResult:
-        client = Client(self.account_sid, self.auth_token, http_client=BaseUrlHttpClient(settings.TWILIO_API_BASE))
+        client = _client(self.account_sid, self.auth_token)
         params = {"from_": whatsapp_address(self.sender), "to": whatsapp_address(message.to)}
         if message.template_id:
             params["content_sid"] = message.template_id
@@ -212,6 +216,25 @@ class TwilioWhatsAppAdapter:
             return PermanentSendError(INVALID_CONFIGURATION, code=str(code), effect="configuration")
         effect = EFFECTS.get(code, ("", ""))[0]
         return PermanentSendError(reason_for(code, exc.msg), code=str(code or exc.status), effect=effect)
+
+
+_clients = threading.local()
+CLIENTS_PER_THREAD = 64
+
+
+@sensitive_variables("auth_token")
+def _client(account_sid: str, auth_token: str) -> Client:
+    """One SDK client (and its HTTP session: kept-alive connections) per account, thread and base
+    URL. A new Client per send cost a TCP (and TLS) handshake each time. Per thread because the
+    client remembers its last response (Retry-After is read from it)."""
+    cache = getattr(_clients, "by_key", None)
+    if cache is None or len(cache) >= CLIENTS_PER_THREAD:
+        cache = _clients.by_key = {}
+    key = (account_sid, hashlib.sha256(auth_token.encode()).hexdigest(), settings.TWILIO_API_BASE)
+    client = cache.get(key)
+    if client is None:
+        client = cache[key] = Client(account_sid, auth_token, http_client=BaseUrlHttpClient(settings.TWILIO_API_BASE))
+    return client
 
 
 def _retry_after(client: Client) -> float | None:

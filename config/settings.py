@@ -236,6 +236,9 @@ PROVIDER_CONNECT_TIMEOUT = float(os.environ.get("PROVIDER_CONNECT_TIMEOUT", "5")
 PROVIDER_READ_TIMEOUT = float(os.environ.get("PROVIDER_READ_TIMEOUT", "20"))
 # Outbound pacing per sender (token bucket); WhatsApp senders start at 80 messages/s.
 SEND_RATE_PER_SECOND = float(os.environ.get("SEND_RATE_PER_SECOND", "80"))
+# A sender's token due within this many seconds is waited for in the worker; a longer wait
+# reschedules the task.
+SEND_RATE_MAX_SLEEP = float(os.environ.get("SEND_RATE_MAX_SLEEP", "0.5"))
 # The sandbox channel answers like a provider after these delays (seconds).
 SANDBOX_DELAYS = {"delivered": 1.0, "read": 2.5, "reply": 4.0}
 

@@ -9,6 +9,7 @@ have the message and we never send twice blindly.
 
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -360,7 +361,6 @@ def message_deliver(*, message_id: int) -> float | None:
     if not claimed:
         return None
     message = Message.objects.select_related("channel", "conversation__contact").get(pk=message_id)
-    services.publish_message_status(message, Message.Status.SENDING)
     mine = Message.objects.filter(pk=message_id, status=Message.Status.SENDING, lease_until=lease_until)
     channel, contact = message.channel, message.conversation.contact
     policy = policy_of(channel)
@@ -371,7 +371,7 @@ def message_deliver(*, message_id: int) -> float | None:
         _finish(message, mine, Message.Status.FAILED, error_code=refusal.code, error_reason=refusal.message)
         return None
 
-    wait = ratelimit.take(ratelimit.channel_key(channel))
+    wait = _token_wait(ratelimit.channel_key(channel))
     if wait > 0:
         mine.update(status=Message.Status.PENDING, lease_until=None, next_attempt_at=now + timedelta(seconds=wait))
         return wait
@@ -388,6 +388,8 @@ def message_deliver(*, message_id: int) -> float | None:
     # Committed before the call: from here a lost worker means "unknown", never a resend.
     if not mine.update(attempted_at=timezone.now(), attempts=message.attempts + 1):
         return None
+    # Only now, with a token: a message waiting for the rate limiter is not shown as sending.
+    services.publish_message_status(message, Message.Status.SENDING)
     attempts = message.attempts + 1
     try:
         result = adapter.send(outbound)
@@ -421,6 +423,18 @@ def message_deliver(*, message_id: int) -> float | None:
         return None
     _record_sent(message, channel, result.external_id)
     return None
+
+
+def _token_wait(key: str) -> float:
+    """Take a token from the sender's bucket, sleeping for it when it is due soon. Returns 0.0
+    when taken, else the (longer) wait: the task runs again later instead of holding a worker.
+    A Celery countdown goes through the broker's ETA handling: slow and bursty for short waits."""
+    deadline = time.monotonic() + settings.SEND_RATE_MAX_SLEEP
+    wait = ratelimit.take(key)
+    while 0 < wait and time.monotonic() + wait <= deadline:
+        time.sleep(wait)
+        wait = ratelimit.take(key)
+    return wait
 
 
 def _outbound(message: Message, channel: Channel, contact: Contact, policy: ChannelPolicy) -> OutboundMessage:

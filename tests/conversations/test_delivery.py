@@ -275,6 +275,19 @@ def test_no_token_from_the_rate_limiter_waits_without_calling(alice_membership, 
     assert fake_twilio.requests == []
 
 
+def test_a_token_due_soon_is_waited_for_in_the_worker(alice_membership, open_conversation, fake_twilio, settings):
+    settings.SEND_RATE_PER_SECOND = 20  # a token every 50 ms
+    message = queued(alice_membership, open_conversation)
+    key = ratelimit.channel_key(open_conversation.channel)
+    while ratelimit.take(key, rate=20) == 0:  # empty the bucket
+        pass
+
+    assert sending.message_deliver(message_id=message.pk) is None  # no reschedule through the broker
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("sent", 1)
+    assert len(fake_twilio.requests) == 1
+
+
 def test_channel_broken_after_queueing_fails_without_calling(alice_membership, open_conversation, fake_twilio, whatsapp):
     message = queued(alice_membership, open_conversation)
     Channel.objects.filter(pk=whatsapp.pk).update(status=Channel.Status.ERROR, status_reason=INVALID_CONFIGURATION)

@@ -57,7 +57,36 @@
     var label = date.getDate() + " " + MONTHS[date.getMonth()];
     return date.getFullYear() === now.getFullYear() ? label : label + " " + date.getFullYear();
   }
+  // Live fragments are rendered once for everyone, in UTC (`data-browser-time`): show them in
+  // this browser's zone, as the server shows page times in the zone of the tz cookie.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function zoneName(date) {
+    try {
+      var parts = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(date);
+      for (var i = 0; i < parts.length; i++) {
+        if (parts[i].type === "timeZoneName" && !/^(GMT|UTC)[+-]/.test(parts[i].value)) return parts[i].value;
+      }
+    } catch (e) { /* no Intl: the offset below */ }
+    var offset = -date.getTimezoneOffset();
+    if (offset === 0) return "UTC";
+    var abs = Math.abs(offset);
+    return (offset > 0 ? "+" : "-") + pad(Math.floor(abs / 60)) + (abs % 60 ? pad(abs % 60) : "");
+  }
+  function formatBrowserTimes(root) {
+    (root || document).querySelectorAll("time[data-browser-time]").forEach(function (el) {
+      var date = new Date(el.getAttribute("datetime"));
+      if (isNaN(date)) return;
+      var clock = pad(date.getHours()) + ":" + pad(date.getMinutes());
+      var seconds = el.hasAttribute("data-clock") ? ":" + pad(date.getSeconds()) : "";
+      el.title = DAYS[date.getDay()] + " " + date.getDate() + " " + MONTHS[date.getMonth()] + " " +
+        date.getFullYear() + ", " + clock + seconds + " (" + zoneName(date) + ")";
+      if (el.hasAttribute("data-clock")) el.textContent = clock;
+      el.removeAttribute("data-browser-time");
+    });
+  }
+  window.parleyFormatTimes = formatBrowserTimes;
   function refreshTimes(root) {
+    formatBrowserTimes(root);
     var now = new Date();
     (root || document).querySelectorAll("time[data-relative]").forEach(function (el) {
       var date = new Date(el.getAttribute("datetime"));
@@ -118,6 +147,7 @@
     if (box && event.detail.target === box) box.dataset.follow = nearBottom(box) ? "1" : "";
   });
   document.addEventListener("htmx:oobAfterSwap", function (event) {
+    refreshTimes();
     var box = messages();
     if (box && event.detail.target === box && box.dataset.follow === "1") scrollToBottom();
   });

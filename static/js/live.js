@@ -7,7 +7,11 @@
  *   - after a reconnect, reload the visible fragments (frames sent while we were away are lost);
  *   - reconnect after a clean close too (the extension only retries abnormal closes);
  *   - while the socket is down (cannot connect, or keeps closing), poll the fragments;
- *   - keep one bubble per message, and stay at the bottom when already there.
+ *   - keep one bubble per message, and stay at the bottom when already there;
+ *   - finish what the server leaves to the browser in fragments it renders once for every agent:
+ *     "You" on this agent's own bubbles, the unread badge a row had when an update says to keep
+ *     it, and a fetch of a fragment when the frame says it was too large to carry
+ *     (inbox.js formats their times in this browser's zone).
  * `document.body.dataset.live` says where we are: connecting, open, closed or polling.
  */
 (function () {
@@ -105,8 +109,9 @@
     htmx.process(node);
   }
 
-  function resync() {
-    var jobs = FRAGMENTS.map(function (id) {
+  function resync(only) {
+    var ids = Array.isArray(only) ? FRAGMENTS.filter(function (id) { return only.indexOf(id) >= 0; }) : FRAGMENTS;
+    var jobs = ids.map(function (id) {
       var element = document.getElementById(id);
       if (!element) return Promise.resolve();
       return fetchFragment(element).then(function (fresh) {
@@ -201,6 +206,42 @@
     var messages = document.getElementById("messages");
     if (messages) dedupeMessages(messages);
   });
+
+  // ---- viewer-independent frames ------------------------------------------------------------
+
+  // Rows that an update replaces say `data-keep-state`: they keep the unread badge they had.
+  var unreadBefore = {};
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    unreadBefore = {};
+    document.querySelectorAll("#conversation-list .row.unread[id]").forEach(function (row) {
+      unreadBefore[row.id] = row.querySelector(".badge") ? row.querySelector(".badge").cloneNode(true) : true;
+    });
+  });
+
+  function finishFrame() {
+    document.querySelectorAll("#conversation-list [data-keep-state]").forEach(function (row) {
+      row.removeAttribute("data-keep-state");
+      var badge = unreadBefore[row.id];
+      if (!badge || row.classList.contains("active")) return;
+      row.classList.add("unread");
+      var bottom = row.querySelector(".row-bottom");
+      if (badge !== true && bottom && !bottom.querySelector(".badge")) bottom.appendChild(badge);
+    });
+    var viewer = document.body.getAttribute("data-viewer-id");
+    if (viewer) {
+      document.querySelectorAll("#messages .bubble-sender[data-sender-id='" + viewer + "']").forEach(function (label) {
+        label.textContent = "You";
+      });
+    }
+    var hints = document.querySelectorAll("#live [data-resync]");
+    if (hints.length) {
+      var wanted = {};
+      hints.forEach(function (hint) { wanted[hint.getAttribute("data-resync")] = true; hint.remove(); });
+      resync(Object.keys(wanted));
+    }
+    if (window.parleyFormatTimes) window.parleyFormatTimes();
+  }
+  document.addEventListener("htmx:wsAfterMessage", finishFrame);
 
   // Remember whether the agent was reading the newest message before a frame lands.
   var stickToBottom = true;

@@ -63,8 +63,14 @@ def relative(value: datetime, now: datetime | None = None) -> str:
     return f"{local.day} {local.strftime('%b %Y')}"
 
 
-@register.simple_tag
-def reltime(value, css_class: str = "") -> str:
+def _browser_time(context) -> str:
+    # Live fragments are rendered once for every viewer, in UTC: inbox.js formats these in the
+    # browser's zone. Pages format in the agent's zone (tz cookie) and need no script.
+    return " data-browser-time" if context.get("browser_time") else ""
+
+
+@register.simple_tag(takes_context=True)
+def reltime(context, value, css_class: str = "") -> str:
     """`<time>` with the ISO instant, the exact local time on hover and a relative label
     (inbox.js refreshes the label every minute)."""
     if not value:
@@ -72,29 +78,36 @@ def reltime(value, css_class: str = "") -> str:
     local = timezone.localtime(value)
     exact = f"{local.strftime('%a')} {local.day} {local.strftime('%b %Y, %H:%M')} ({local.tzname()})"
     return format_html(
-        '<time class="{}" datetime="{}" title="{}" data-relative>{}</time>',
+        '<time class="{}" datetime="{}" title="{}" data-relative{}>{}</time>',
         css_class,
         value.isoformat(),
         exact,
+        mark_safe(_browser_time(context)),
         relative(value),
     )
 
 
-@register.simple_tag
-def clocktime(value) -> str:
+@register.simple_tag(takes_context=True)
+def clocktime(context, value) -> str:
     """The local hour of a message, exact on hover (bubbles show the time of day)."""
     if not value:
         return ""
     local = timezone.localtime(value)
     exact = f"{local.strftime('%a')} {local.day} {local.strftime('%b %Y, %H:%M:%S')} ({local.tzname()})"
     return format_html(
-        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, local.strftime("%H:%M")
+        '<time datetime="{}" title="{}" data-clock{}>{}</time>',
+        value.isoformat(),
+        exact,
+        mark_safe(_browser_time(context)),
+        local.strftime("%H:%M"),
     )
 
 
 @register.simple_tag
 def sender_label(message, conversation, viewer) -> str:
-    """Who a bubble is from: "You", another agent's name, "Bot", or the contact ("User")."""
+    """Who a bubble is from: "You", another agent's name, "Bot", or the contact ("User").
+    Without a viewer (live fragments) an agent is named; live.js says "You" in the sender's
+    own browser from the bubble's `data-sender-id`."""
     if message.direction == "inbound":
         return conversation.contact.display_name
     if message.sender_kind == "bot":

@@ -1,7 +1,12 @@
-"""The one place that publishes live events. Ids only; consumers load and render what they need.
+"""The one place that publishes live events.
 
-Call these after commit (`transaction.on_commit`). A channel layer that is down never breaks the
-write that triggered the event: pages treat frames as hints and resync.
+Call these after commit (`transaction.on_commit`). Every event carries its ids (what the JSON
+events socket forwards) and, for the inbox page, the fragments rendered here once for every
+viewer (`live.*_fragments`): consumers only choose a variant and check the member's channels
+and list filters, so their work per event is constant and touches no database. A render that
+fails or is too large leaves the fragments out and the page fetches them itself. A channel
+layer that is down never breaks the write that triggered the event: pages treat frames as
+hints and resync.
 """
 
 import logging
@@ -21,7 +26,13 @@ def conversation_group(conversation_id: int) -> str:
 
 
 def message_created(*, organization_id: int, channel_id: int, conversation_id: int, message_id: int) -> None:
-    _send(organization_id, "inbox.message_created", channel_id, conversation_id=conversation_id, message_id=message_id)
+    _send(
+        organization_id,
+        "inbox.message_created",
+        channel_id,
+        ids={"conversation_id": conversation_id, "message_id": message_id},
+        render=lambda live: live.message_created_fragments(conversation_id=conversation_id, message_id=message_id),
+    )
 
 
 def message_status_changed(
@@ -31,21 +42,45 @@ def message_status_changed(
         organization_id,
         "inbox.message_status_changed",
         channel_id,
-        conversation_id=conversation_id,
-        message_id=message_id,
-        status=status,
+        ids={"conversation_id": conversation_id, "message_id": message_id, "status": status},
+        render=lambda live: live.message_status_fragments(conversation_id=conversation_id, message_id=message_id),
     )
 
 
 def conversation_updated(*, organization_id: int, channel_id: int, conversation_id: int) -> None:
-    _send(organization_id, "inbox.conversation_updated", channel_id, conversation_id=conversation_id)
+    _send(
+        organization_id,
+        "inbox.conversation_updated",
+        channel_id,
+        ids={"conversation_id": conversation_id},
+        render=lambda live: live.conversation_updated_fragments(conversation_id=conversation_id),
+    )
 
 
-def _send(organization_id: int, event_type: str, channel_id: int, **ids) -> None:
+def access_changed(*, organization_id: int) -> None:
+    """A membership or a channel permission changed: open sockets reload what their member sees."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            org_group(organization_id), {"type": "inbox.access_changed", "organization_id": organization_id}
+        )
+    except Exception:  # noqa: BLE001 - sockets also reload their channels every few minutes
+        log.warning("broadcast of access_changed failed", exc_info=True)
+
+
+def _send(organization_id: int, event_type: str, channel_id: int, *, ids: dict, render) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     event = {"type": event_type, "organization_id": organization_id, "channel_id": channel_id, **ids}
+    try:
+        from apps.inbox import live  # live reads through conversations, which imports this module
+
+        event.update(render(live))
+    except Exception:  # noqa: BLE001 - without fragments the pages fetch what changed
+        log.warning("rendering %s failed; clients will fetch it", event_type, exc_info=True)
     try:
         async_to_sync(layer.group_send)(org_group(organization_id), event)
     except Exception:  # noqa: BLE001 - a dead layer must not undo a committed write

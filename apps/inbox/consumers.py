@@ -1,7 +1,15 @@
 """Websocket consumers. Every connection is authenticated by the session, bound to the session's
-organization, and forwards only events about channels its user may see."""
+organization, and forwards only events about channels its user may see.
 
+An event reaches every socket of its organization's group; a consumer's work per event is a set
+lookup and a send (the fragments are rendered once, by broadcast), never a database query. The
+set of visible channels is loaded on connect and reloaded when access changes and every
+CHANNELS_REFRESH_S seconds, in the background.
+"""
+
+import asyncio
 import logging
+import time
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -10,13 +18,19 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from apps.accounts import selectors as account_selectors
 from apps.accounts.middleware import SESSION_KEY
 from apps.inbox import broadcast, live
-from apps.inbox.middleware import zone_from_name
 from apps.providers import selectors as channel_selectors
 
 log = logging.getLogger(__name__)
 
 # Closed after the handshake, so the browser sees the code and does not retry.
 CLOSE_NOT_FOUND = 4404
+CLOSE_NOT_MEMBER = 4403
+# A permission taken away reaches open sockets within this many seconds at the latest.
+CHANNELS_REFRESH_S = 60.0
+# The watcher's read marker: one write per conversation per this many seconds, not per message.
+READ_MARK_DELAY_S = 1.0
+# What the JSON events socket forwards; the rendered fragments stay on the server side.
+EVENT_FIELDS = ("organization_id", "channel_id", "conversation_id", "message_id", "status")
 
 
 class OrganizationConsumer(AsyncJsonWebsocketConsumer):
@@ -25,15 +39,15 @@ class OrganizationConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.membership = await self._membership()
         if self.membership is None:
-            await self.close(code=4403)
+            await self.close(code=CLOSE_NOT_MEMBER)
             return
         if not await self.subscription_allowed():
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.channel_ids = await database_sync_to_async(channel_selectors.channel_ids_visible)(
-            membership=self.membership
-        )
+        self.channel_ids = await self._channel_ids()
+        self.channels_loaded_at = time.monotonic()
+        self.refreshing = None
         self.group = broadcast.org_group(self.membership.organization_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -41,6 +55,31 @@ class OrganizationConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        if getattr(self, "refreshing", None):
+            self.refreshing.cancel()
+
+    async def inbox_access_changed(self, event):
+        self._refresh_channels()
+
+    def _refresh_channels(self) -> None:
+        """Reload the member's channels in the background; events meanwhile use the current set."""
+        if self.refreshing is None or self.refreshing.done():
+            self.refreshing = asyncio.ensure_future(self._reload_access())
+
+    async def _reload_access(self):
+        self.channels_loaded_at = time.monotonic()
+        try:
+            membership = await self._membership()
+            if membership is None or membership.organization_id != self.membership.organization_id:
+                await self.close(code=CLOSE_NOT_MEMBER)
+                return
+            self.membership = membership
+            self.channel_ids = await self._channel_ids()
+        except Exception:  # noqa: BLE001 - keep the current set and try again later
+            log.warning("reloading the socket's channels failed", exc_info=True)
+
+    async def _channel_ids(self):
+        return await database_sync_to_async(channel_selectors.channel_ids_visible)(membership=self.membership)
 
     async def subscription_allowed(self) -> bool:
         """Subclasses refuse subscriptions to things the member may not see."""
@@ -58,6 +97,8 @@ class OrganizationConsumer(AsyncJsonWebsocketConsumer):
         return account_selectors.membership_get(user=user, organization_id=organization_id)
 
     def visible(self, event: dict) -> bool:
+        if time.monotonic() - self.channels_loaded_at > CHANNELS_REFRESH_S:
+            self._refresh_channels()
         return event.get("organization_id") == self.membership.organization_id and event.get("channel_id") in self.channel_ids
 
 
@@ -70,7 +111,7 @@ class EventsConsumer(OrganizationConsumer):
 
     async def _forward(self, event: dict, name: str):
         if self.visible(event):
-            await self.send_json({"type": name, **{k: v for k, v in event.items() if k != "type"}})
+            await self.send_json({"type": name, **{k: event[k] for k in EVENT_FIELDS if k in event}})
 
     async def inbox_message_created(self, event):
         await self._forward(event, "message.created")
@@ -93,7 +134,6 @@ class InboxConsumer(OrganizationConsumer):
     async def subscription_allowed(self) -> bool:
         params = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.filters = live.filters_from_query(params)
-        self.tz = zone_from_name(self.scope.get("cookies", {}).get("tz"))
         self.watching = None
         conversation = (params.get("conversation") or [""])[0]
         if not conversation:
@@ -110,39 +150,84 @@ class InboxConsumer(OrganizationConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """The page sends nothing we act on."""
 
+    async def disconnect(self, code):
+        await super().disconnect(code)
+        if getattr(self, "read_pending", None):
+            self.read_pending.cancel()
+            await self._mark_read(now=True)
+
     async def inbox_message_created(self, event):
-        await self._push(
-            event,
-            live.message_created_html,
-            conversation_id=event["conversation_id"],
-            message_id=event["message_id"],
-            watching=event["conversation_id"] == self.watching,
-            filters=self.filters,
-        )
-
-    async def inbox_message_status_changed(self, event):
-        if event["conversation_id"] != self.watching:
-            return
-        await self._push(
-            event, live.message_status_html, conversation_id=event["conversation_id"], message_id=event["message_id"]
-        )
-
-    async def inbox_conversation_updated(self, event):
-        await self._push(
-            event,
-            live.conversation_row_html,
-            conversation_id=event["conversation_id"],
-            filters=self.filters,
-            watching=event["conversation_id"] == self.watching,
-        )
-
-    async def _push(self, event: dict, render, **kwargs):
         if not self.visible(event):
             return
-        try:
-            html = await database_sync_to_async(render)(membership=self.membership, tz=self.tz, **kwargs)
-        except Exception:  # noqa: BLE001 - a frame is a hint; the page resyncs on its own
-            log.exception("rendering %s for the inbox socket failed", event.get("type"))
+        fragments = event.get("fragments") or {}
+        parts = []
+        watching = event["conversation_id"] == self.watching
+        if watching:
+            bubble = fragments.get("bubble")
+            if bubble:
+                # Delete first: the sender's page may already hold this bubble from its own send.
+                parts.append(f'<div id="message-{event["message_id"]}" hx-swap-oob="delete"></div>')
+                parts.append(f'<div id="messages" hx-swap-oob="beforeend">{bubble}</div>')
+                parts.append(fragments.get("banner", ""))
+            else:
+                parts.append(live.resync_hint("messages"))
+            # The agent is looking at it: read as it arrives, so the badge stays clear.
+            self._read_soon()
+        in_list = self._in_list(event)
+        if in_list is None:
+            parts.append(live.resync_hint("conversation-list"))
+        elif in_list:
+            row = fragments.get("row_active" if watching else "row")
+            if row:
+                parts.append(f'<div id="conversation-{event["conversation_id"]}" hx-swap-oob="delete"></div>')
+                parts.append(f'<div id="conversation-list" hx-swap-oob="afterbegin">{row}</div>')
+            else:
+                parts.append(live.resync_hint("conversation-list"))
+        await self._send_parts(parts)
+
+    async def inbox_message_status_changed(self, event):
+        if event["conversation_id"] != self.watching or not self.visible(event):
             return
+        status = (event.get("fragments") or {}).get("status")
+        await self._send_parts([status or live.resync_hint("messages")])
+
+    async def inbox_conversation_updated(self, event):
+        if not self.visible(event):
+            return
+        conversation_id = event["conversation_id"]
+        in_list = self._in_list(event)
+        if in_list is None:
+            await self._send_parts([live.resync_hint("conversation-list")])
+            return
+        if not in_list:
+            # It left the viewer's list (assigned away from "Mine", resolved while filtering on open...).
+            await self._send_parts([f'<div id="conversation-{conversation_id}" hx-swap-oob="delete"></div>'])
+            return
+        row = (event.get("fragments") or {}).get("row_active" if conversation_id == self.watching else "row")
+        await self._send_parts([live.oob(row, "outerHTML") if row else live.resync_hint("conversation-list")])
+
+    def _in_list(self, event: dict) -> bool | None:
+        """None: the event carries no state (its render failed), the page fetches its list."""
+        if not event.get("conversation"):
+            return None
+        return live.row_in_list(
+            event["conversation"], channel_id=event["channel_id"], filters=self.filters, user_id=self.membership.user_id
+        )
+
+    async def _send_parts(self, parts: list[str]):
+        html = "".join(parts)
         if html:
             await self.send(text_data=html)
+
+    def _read_soon(self) -> None:
+        if getattr(self, "read_pending", None) is None or self.read_pending.done():
+            self.read_pending = asyncio.ensure_future(self._mark_read())
+
+    async def _mark_read(self, now: bool = False):
+        if not now:
+            await asyncio.sleep(READ_MARK_DELAY_S)
+        self.read_pending = None
+        try:
+            await database_sync_to_async(live.watcher_read)(conversation_id=self.watching, user=self.membership.user)
+        except Exception:  # noqa: BLE001 - the badge comes back on the next page load at worst
+            log.warning("marking the watched conversation read failed", exc_info=True)

@@ -1,14 +1,13 @@
-"""Out-of-band htmx fragments that the inbox consumer sends to one viewer.
+"""Out-of-band htmx fragments for the inbox socket, rendered once per event for every viewer.
 
-Everything here is synchronous and reads through the tenant-scoped selectors, so a frame never
-carries a conversation or message the viewer may not see. Each function loads what one event
-needs in a fixed number of queries and renders the same fragment files the pages render
-(`inbox/_message.html`, `inbox/_message_status.html`, `inbox/_conversation_row.html`).
-Returns "" when there is nothing this viewer should receive.
+The fragments are the same files the pages render (`inbox/_message.html`,
+`inbox/_message_status.html`, `inbox/_conversation_row.html`), loaded in a fixed number of
+queries. They are not scoped by viewer: the event names its organization group and its
+`channel_id`, and each consumer drops what its member may not see before sending anything.
 """
 
-import zoneinfo
 from dataclasses import dataclass
+from datetime import UTC
 from urllib.parse import urlencode
 
 from django.template.loader import render_to_string
@@ -53,58 +52,113 @@ def conversation_visible(*, membership: Membership, conversation_id) -> bool:
     return conversation_selectors.conversation_list(membership=membership).filter(pk=_as_int(conversation_id)).exists()
 
 
-def message_created_html(
-    *, membership: Membership, conversation_id: int, message_id: int, watching: bool, filters: ListFilters,
-    tz: zoneinfo.ZoneInfo | None = None,
-) -> str:
-    """A new message: its bubble when the viewer has the conversation open, and the
-    conversation's row moved to the top of the list."""
-    with timezone.override(tz):
-        parts = []
-        if watching:
-            message = _message(membership=membership, conversation_id=conversation_id, message_id=message_id)
-            if message is not None:
-                # The agent is looking at it: it is read as it arrives, so the badge stays clear.
-                conversation_services.conversation_mark_read(conversation=message.conversation, user=membership.user)
-                bubble = _render("inbox/_message.html", message=message, membership=membership)
-                # Delete first: the sender's page may already hold this bubble from its own send.
-                parts.append(f'<div id="message-{message.pk}" hx-swap-oob="delete"></div>')
-                parts.append(f'<div id="messages" hx-swap-oob="beforeend">{bubble}</div>')
-                if message.direction == Message.Direction.INBOUND:
-                    # The customer wrote: the reply window (re)opens.
-                    parts.append(_window_banner(message.conversation))
-        conversation = _conversation(membership=membership, conversation_id=conversation_id, filters=filters)
-        if conversation is not None:
-            row = _render_row(conversation, membership=membership, filters=filters, active=watching)
-            parts.append(f'<div id="conversation-{conversation.pk}" hx-swap-oob="delete"></div>')
-            parts.append(f'<div id="conversation-list" hx-swap-oob="afterbegin">{row}</div>')
-        return "".join(parts)
+# Fragments rendered once per event, for every viewer ----------------------------------------
+#
+# broadcast renders these after commit in the process that publishes and carries them in the
+# group message; each consumer only picks a variant and checks visibility (`channel_id`) and its
+# list's filters against the event's `conversation` state. Nothing here depends on the viewer:
+# times are UTC `<time>` elements that inbox.js formats in the browser's zone, an agent's bubble
+# names the agent (live.js says "You" in that agent's browser), and a row's unread badge is
+# decided by the event (a new inbound message is unread for everyone but the conversation's
+# watcher; other updates keep the badge the browser shows).
+
+# channels_redis carries the fragments to every consumer's channel: well under its message size.
+MAX_FRAGMENTS_CHARS = 60_000
 
 
-def message_status_html(
-    *, membership: Membership, conversation_id: int, message_id: int, tz: zoneinfo.ZoneInfo | None = None
-) -> str:
-    """The message's delivery state, replacing `#message-<pk>-status` in place."""
-    with timezone.override(tz):
-        message = _message(membership=membership, conversation_id=conversation_id, message_id=message_id)
+def message_created_fragments(*, conversation_id: int, message_id: int) -> dict:
+    """The bubble, the window banner and the conversation's row for a new message."""
+    with timezone.override(UTC):
+        message = (
+            Message.objects.filter(pk=message_id, conversation_id=conversation_id)
+            .select_related("sender", "conversation__contact", "conversation__channel")
+            .prefetch_related("attachments")
+            .first()
+        )
         if message is None:
-            return ""
-        return _oob(_render("inbox/_message_status.html", message=message, membership=membership), "outerHTML")
+            return {}
+        conversation = message.conversation
+        inbound = message.direction == Message.Direction.INBOUND
+        fragments = {
+            "bubble": _render_shared("inbox/_message.html", message=message, conversation=conversation),
+            # The customer wrote: the reply window (re)opens.
+            "banner": _window_banner(conversation) if inbound else "",
+            **_rows(conversation, unread=True if inbound else None),
+        }
+        return _within_limit(fragments, state=_state(conversation))
 
 
-def conversation_row_html(
-    *, membership: Membership, conversation_id: int, filters: ListFilters, watching: bool = False,
-    tz: zoneinfo.ZoneInfo | None = None,
-) -> str:
-    """The conversation's row replaced in place; removed when it no longer matches the viewer's
-    list (assigned away from "Mine", resolved while filtering on open...)."""
-    with timezone.override(tz):
-        conversation = _conversation(membership=membership, conversation_id=conversation_id, filters=filters)
+def message_status_fragments(*, conversation_id: int, message_id: int) -> dict:
+    """The message's delivery state, replacing `#message-<pk>-status` in place."""
+    with timezone.override(UTC):
+        message = (
+            Message.objects.filter(pk=message_id, conversation_id=conversation_id)
+            .select_related("conversation__contact")
+            .first()
+        )
+        if message is None:
+            return {}
+        status = oob(_render_shared("inbox/_message_status.html", message=message, conversation=message.conversation),
+                      "outerHTML")
+        return _within_limit({"status": status}, state={})
+
+
+def conversation_updated_fragments(*, conversation_id: int) -> dict:
+    """The conversation's row, replaced in place by every viewer whose list holds it."""
+    with timezone.override(UTC):
+        conversation = (
+            Conversation.objects.filter(pk=conversation_id).select_related("contact", "channel").first()
+        )
         if conversation is None:
-            if conversation_visible(membership=membership, conversation_id=conversation_id):
-                return f'<div id="conversation-{_as_int(conversation_id)}" hx-swap-oob="delete"></div>'
-            return ""
-        return _oob(_render_row(conversation, membership=membership, filters=filters, active=watching), "outerHTML")
+            return {}
+        return _within_limit(_rows(conversation, unread=None), state=_state(conversation))
+
+
+def row_in_list(state: dict, *, channel_id: int, filters: ListFilters, user_id: int) -> bool:
+    """Whether the conversation (as the event describes it) belongs in the viewer's list."""
+    if filters.status and state.get("status") != filters.status:
+        return False
+    if filters.channel_id and channel_id != filters.channel_id:
+        return False
+    if filters.assignee == "me":
+        return state.get("assignee_id") == user_id
+    if filters.assignee == "unassigned":
+        return state.get("assignee_id") is None
+    return True
+
+
+def resync_hint(fragment: str) -> str:
+    """Ask the browser to fetch one fragment again (live.js): the event's HTML was too large."""
+    return f'<div hx-swap-oob="beforeend:#live"><span data-resync="{fragment}"></span></div>'
+
+
+def watcher_read(*, conversation_id: int, user) -> None:
+    """The watcher has the conversation open while messages arrive: one write, no render."""
+    conversation_services.conversation_mark_read(conversation=Conversation(pk=conversation_id), user=user)
+
+
+def _state(conversation: Conversation) -> dict:
+    return {"status": conversation.status, "assignee_id": conversation.assignee_id}
+
+
+def _rows(conversation: Conversation, *, unread: bool | None) -> dict:
+    """`row` for the organization (unread: True → badge; None → the browser keeps its badge) and
+    `row_active` for the socket watching the conversation (read as it arrives: no badge)."""
+    conversation.has_unread = bool(unread)
+    row = _render_shared("inbox/_conversation_row.html", conversation=conversation, keep_state=unread is None)
+    conversation.has_unread = False
+    active = _render_shared("inbox/_conversation_row.html", conversation=conversation, active_id=conversation.pk)
+    return {"row": row.strip(), "row_active": active.strip()}
+
+
+def _within_limit(fragments: dict, *, state: dict) -> dict:
+    """Strings only (msgpack). Too large: leave the bubble out, then everything; consumers then
+    send a hint and the browser fetches that fragment itself."""
+    if sum(map(len, fragments.values())) > MAX_FRAGMENTS_CHARS:
+        fragments.pop("bubble", None)
+    if sum(map(len, fragments.values())) > MAX_FRAGMENTS_CHARS:
+        fragments = {}
+    return {"fragments": fragments, "conversation": state}
 
 
 def _window_banner(conversation: Conversation) -> str:
@@ -114,46 +168,15 @@ def _window_banner(conversation: Conversation) -> str:
     if policy is None or policy.reply_window is None:
         return ""
     window = sending.reply_window_state(conversation, policy)
-    return _oob(render_to_string("inbox/_window_banner.html", {"window": window, "conversation": conversation}), "outerHTML")
+    return oob(render_to_string("inbox/_window_banner.html", {"window": window, "conversation": conversation}), "outerHTML")
 
 
-def _message(*, membership: Membership, conversation_id: int, message_id: int):
-    conversation = _conversation(membership=membership, conversation_id=conversation_id, filters=ListFilters())
-    if conversation is None:
-        return None
-    message = conversation_selectors.message_list(conversation=conversation).filter(pk=_as_int(message_id)).first()
-    if message is not None:
-        message.conversation = conversation  # already loaded, with contact and channel
-    return message
+def _render_shared(template: str, **context) -> str:
+    # No viewer, no membership: the same HTML for every agent of the organization.
+    return render_to_string(template, {**context, "viewer": None, "browser_time": True})
 
 
-def _conversation(*, membership: Membership, conversation_id: int, filters: ListFilters) -> Conversation | None:
-    return (
-        conversation_selectors.conversation_list(
-            membership=membership, status=filters.status, channel_id=filters.channel_id, assignee=filters.assignee
-        )
-        .filter(pk=_as_int(conversation_id))
-        .first()
-    )
-
-
-def _render_row(conversation: Conversation, *, membership: Membership, filters: ListFilters, active: bool) -> str:
-    return _render(
-        "inbox/_conversation_row.html",
-        conversation=conversation,
-        membership=membership,
-        query=filters.query,
-        active_id=conversation.pk if active else None,
-    )
-
-
-def _render(template: str, *, membership: Membership, **context) -> str:
-    if "message" in context and "conversation" not in context:
-        context["conversation"] = context["message"].conversation
-    return render_to_string(template, {**context, "viewer": membership.user, "membership": membership})
-
-
-def _oob(html: str, swap: str) -> str:
+def oob(html: str, swap: str) -> str:
     """Mark a fragment's one top-level element as an out-of-band swap of itself."""
     html = html.strip()
     if not html.startswith("<") or ">" not in html:

@@ -6,10 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
 from django.conf import settings as django_settings
+from django.db import connection
 from websockets.sync.client import connect
 
 from tests import factories
@@ -41,16 +43,24 @@ def test_live_server_serves_pages_static_files_and_refuses_foreign_origins(asgi_
 
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="scale-out needs REDIS_URL (the in-memory layer is per process)")
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the publishing process needs the test database")
 def test_event_published_by_another_process_reaches_the_servers_socket(asgi_server, alice, acme, whatsapp, customer):
     conversation = factories.ConversationFactory(channel=whatsapp, contact=customer)
     message = factories.MessageFactory(conversation=conversation, text="From the worker")
     cookie = session_cookie(alice, acme).decode()
     ws_url = asgi_server.url.replace("http://", "ws://") + f"/ws/inbox/?conversation={conversation.pk}"
     prefix = django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    # The publisher renders the event's fragments (once, for every socket): like a worker, it
+    # reads the same database as the server.
+    database = connection.settings_dict
+    login = quote(database["USER"]) + (":" + quote(database["PASSWORD"]) if database.get("PASSWORD") else "")
+    database_url = f"postgres://{login}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
     with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": asgi_server.url}, open_timeout=5) as ws:
         subprocess.run(
             [sys.executable, "-c", PUBLISH, prefix, str(acme.pk), str(whatsapp.pk), str(conversation.pk), str(message.pk)],
-            cwd=ROOT, env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}, check=True, timeout=60,
+            cwd=ROOT, check=True, timeout=60,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": database_url,
+                 "PARLEY_TEST_DB": ""},
         )
         html = ws.recv(timeout=10)
     assert f'id="message-{message.pk}"' in html

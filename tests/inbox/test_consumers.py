@@ -8,14 +8,16 @@ from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import connection, transaction
+from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 from guardian.shortcuts import assign_perm
 
-from apps.conversations import services
+from apps.conversations import selectors, services
 from apps.conversations.models import ConversationRead
-from apps.inbox import live
+from apps.inbox import broadcast, live
 from apps.inbox.middleware import zone_from_name
 from config.asgi import application
 from tests import factories
@@ -124,14 +126,14 @@ def test_socket_not_watching_gets_row_with_unread_state_but_no_bubble(alice, acm
         assert row.startswith(f'<a id="conversation-{conversation.pk}"') or f'id="conversation-{conversation.pk}"' in row
         assert 'hx-swap-oob="outerHTML"' in row
         assert "Are you there?" in first
+        # A new inbound message is unread for every socket but the watcher's; the update after it
+        # keeps whatever badge the browser shows (rendered once for all, not per viewer).
+        assert 'class="row unread"' in first and 'class="badge"' in first
+        assert "data-keep-state" in row
         await ws.disconnect()
 
     run(scenario)
     assert not ConversationRead.objects.filter(conversation=conversation, user=alice).exists()
-    row = live.conversation_row_html(
-        membership=alice.memberships.get(), conversation_id=conversation.pk, filters=live.ListFilters()
-    )
-    assert "unread" in row
 
 
 def test_status_change_replaces_the_status_element(alice, acme, conversation):
@@ -283,8 +285,7 @@ def test_events_consumer_delivers_json_to_its_organization_only(alice, acme, cha
     run(scenario)
 
 
-def test_rendering_takes_the_same_queries_whatever_the_attachments(alice, conversation, django_assert_num_queries):
-    membership = alice.memberships.get()
+def test_rendering_takes_the_same_queries_whatever_the_attachments(conversation, django_assert_num_queries):
     few = factories.MessageFactory(conversation=conversation)
     many = factories.MessageFactory(conversation=conversation)
     for message, count in ((few, 1), (many, 4)):
@@ -295,19 +296,130 @@ def test_rendering_takes_the_same_queries_whatever_the_attachments(alice, conver
             )
 
     def render(message):
-        return live.message_created_html(
-            membership=membership, conversation_id=conversation.pk, message_id=message.pk, watching=True,
-            filters=live.ListFilters(),
-        )
+        return live.message_created_fragments(conversation_id=conversation.pk, message_id=message.pk)["fragments"]
 
-    render(few)  # warm caches (content types, guardian) so both counts compare like with like
+    render(few)  # warm caches (content types) so both counts compare like with like
     with CaptureQueriesContext(connection) as few_queries:
-        assert f'id="message-{few.pk}"' in render(few)
+        assert f'id="message-{few.pk}"' in render(few)["bubble"]
     with django_assert_num_queries(len(few_queries.captured_queries)):
-        assert f'id="message-{many.pk}"' in render(many)
+        assert f'id="message-{many.pk}"' in render(many)["bubble"]
 
 
-def test_times_render_in_the_viewers_time_zone_from_the_tz_cookie(alice, acme, conversation):
+def test_each_event_is_rendered_once_whatever_the_number_of_sockets(alice, bob, acme, conversation, whatsapp,
+                                                                     monkeypatch):
+    assign_perm("providers.view_channel", bob, whatsapp)
+    renders = []
+    real = live.message_created_fragments
+    monkeypatch.setattr(live, "message_created_fragments", lambda **ids: renders.append(ids) or real(**ids))
+    cookies = [session_cookie(alice, acme), session_cookie(bob, acme), session_cookie(alice, acme)]
+
+    async def scenario():
+        sockets = [communicator("/ws/inbox/", cookie) for cookie in cookies]
+        for ws in sockets:
+            assert (await ws.connect())[0]
+
+        def queries_per_event():
+            with CaptureQueriesContext(connection) as publish:
+                record_inbound(conversation, "Once for all", "SM" + "7" * 32)
+            return len(publish.captured_queries)
+
+        await sync_to_async(queries_per_event)()
+        frames = [await receive_all(ws, 2) for ws in sockets]
+        assert all("Once for all" in frame for frame in frames)
+        assert frames[0] == frames[1] == frames[2]  # the same HTML for every agent
+        for ws in sockets:
+            await ws.disconnect()
+
+    run(scenario)
+    assert len(renders) == 1
+
+
+def test_consumer_runs_no_query_per_event(alice, acme, conversation, monkeypatch):
+    from apps.inbox import consumers
+
+    cookie = session_cookie(alice, acme)
+    database_calls = []
+
+    def counting(function):
+        database_calls.append(function)
+        return consumers_database_sync_to_async(function)
+
+    consumers_database_sync_to_async = consumers.database_sync_to_async
+
+    async def scenario():
+        ws = communicator("/ws/inbox/", cookie)
+        assert (await ws.connect())[0]
+        fragments = await sync_to_async(live.conversation_updated_fragments)(conversation_id=conversation.pk)
+        event = {"type": "inbox.conversation_updated", "organization_id": acme.pk,
+                 "channel_id": conversation.channel_id, "conversation_id": conversation.pk, **fragments}
+        monkeypatch.setattr(consumers, "database_sync_to_async", counting)
+        for _ in range(5):
+            await get_channel_layer().group_send(broadcast.org_group(acme.pk), event)
+            assert f'id="conversation-{conversation.pk}"' in await ws.receive_from(timeout=3)
+        assert database_calls == []
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_oversized_fragments_become_a_fetch_hint(alice, acme, conversation):
+    cookie = session_cookie(alice, acme)
+
+    async def scenario():
+        ws = communicator(f"/ws/inbox/?conversation={conversation.pk}", cookie)
+        assert (await ws.connect())[0]
+        long_text = "x" * (live.MAX_FRAGMENTS_CHARS + 10)
+        message = await sync_to_async(record_inbound)(conversation, long_text, "SM" + "6" * 32)
+        html = await ws.receive_from(timeout=3)
+        assert long_text not in html and f'id="message-{message.pk}"' not in html
+        assert '<span data-resync="messages"></span>' in html  # the browser fetches #messages once
+        assert '<div id="conversation-list" hx-swap-oob="afterbegin">' in html  # the row still rides along
+        await ws.receive_from(timeout=3)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_sender_is_named_and_marked_for_the_browser_to_say_you(alice, acme, conversation):
+    cookie = session_cookie(alice, acme)
+    alice.first_name, alice.last_name = "Alice", "Tan"
+    alice.save()
+    outbound = factories.MessageFactory(conversation=conversation, direction="outbound", status="sent", sender=alice,
+                                        sender_kind="agent")
+
+    async def scenario():
+        ws = communicator(f"/ws/inbox/?conversation={conversation.pk}", cookie)
+        assert (await ws.connect())[0]
+
+        def publish():
+            with transaction.atomic():
+                services.publish_message_created(outbound)
+
+        await sync_to_async(publish)()
+        html = await ws.receive_from(timeout=3)
+        assert f'<div class="bubble-sender" data-sender-id="{alice.pk}">Alice Tan</div>' in html
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_access_changed_reloads_the_sockets_channels(alice, acme, bob, conversation, whatsapp):
+    bob_cookie = session_cookie(bob, acme)
+
+    async def scenario():
+        bob_ws = communicator("/ws/inbox/", bob_cookie)
+        assert (await bob_ws.connect())[0]
+        await sync_to_async(assign_perm)("providers.view_channel", bob, whatsapp)
+        await sync_to_async(broadcast.access_changed)(organization_id=acme.pk)
+        await bob_ws.receive_nothing(timeout=0.5)  # the reload runs in the background
+        await sync_to_async(record_inbound)(conversation, "Now for bob too", "SM" + "4" * 32)
+        assert "Now for bob too" in await bob_ws.receive_from(timeout=3)
+        await bob_ws.disconnect()
+
+    run(scenario)
+
+
+def test_times_are_rendered_once_in_utc_for_the_browser_to_format(alice, acme, conversation):
     cookie = session_cookie(alice, acme) + b"; tz=Asia/Kuala_Lumpur"
     outbound = factories.MessageFactory(
         conversation=conversation, direction="outbound", status="pending", sender=alice,
@@ -324,9 +436,10 @@ def test_times_render_in_the_viewers_time_zone_from_the_tz_cookie(alice, acme, c
 
         await sync_to_async(publish)()
         html = await ws.receive_from(timeout=3)
-        # 23:30 UTC is 07:30 the next morning in Kuala Lumpur.
-        assert "Mon 2 Mar 2026, 07:30:00 (+08)" in html
-        assert ">07:30</time>" in html
+        # The same frame for every agent whatever their zone: UTC, marked for inbox.js to show in
+        # the browser's zone (the e2e test sees 07:30 (+08) in Kuala Lumpur). Pages still format
+        # on the server in the tz cookie's zone.
+        assert '<time datetime="2026-03-01T23:30:00+00:00" title="Sun 1 Mar 2026, 23:30:00 (UTC)" data-clock data-browser-time>23:30</time>' in html
         assert 'aria-label="Sending"' in html  # outbound from alice: the pending clock
         await ws.disconnect()
 
@@ -342,9 +455,9 @@ def test_row_unread_state_is_per_viewer_and_cleared_by_reading(alice, bob, acme,
     assert message.pk != conversation.pk
 
     def row(user):
-        return live.conversation_row_html(
-            membership=user.memberships.get(), conversation_id=conversation.pk, filters=live.ListFilters()
-        )
+        # The page's list: per viewer (the socket's rows are shared; the browser keeps the badge).
+        found = selectors.conversation_list(membership=user.memberships.get()).get(pk=conversation.pk)
+        return render_to_string("inbox/_conversation_row.html", {"conversation": found, "viewer": user})
 
     assert 'class="badge"' in row(alice) and 'class="badge"' in row(bob)
     services.conversation_mark_read(conversation=conversation, user=alice)

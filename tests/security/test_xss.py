@@ -108,16 +108,14 @@ def pages(client, contact, conversation, channel, failed, older, membership, pay
     for name, response in rendered.items():
         assert response.status_code in (200, 204), (name, response.status_code)
         html[name] = response.content.decode()
-    filters = live.ListFilters()
-    html["socket: message created"] = live.message_created_html(
-        membership=membership, conversation_id=conversation.pk, message_id=failed.pk, watching=True, filters=filters
-    )
-    html["socket: status changed"] = live.message_status_html(
-        membership=membership, conversation_id=conversation.pk, message_id=failed.pk
-    )
-    html["socket: conversation row"] = live.conversation_row_html(
-        membership=membership, conversation_id=conversation.pk, filters=filters, watching=True
-    )
+    # The socket's fragments are rendered once for every viewer (every variant checked).
+    socket = {
+        "message created": live.message_created_fragments(conversation_id=conversation.pk, message_id=failed.pk),
+        "status changed": live.message_status_fragments(conversation_id=conversation.pk, message_id=failed.pk),
+        "conversation row": live.conversation_updated_fragments(conversation_id=conversation.pk),
+    }
+    for name, event in socket.items():
+        html[f"socket: {name}"] = "".join(event["fragments"].values())
     return html
 
 

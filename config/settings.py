@@ -173,8 +173,15 @@ if REDIS_URL:
             # Timeouts: a paused Redis costs a publish one second, never a hung request.
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 1.0, "socket_connect_timeout": 1.0}],
-                "capacity": 1000,
-                "expiry": 30,
+                # Per socket: every event of the organization reaches every inbox socket (about
+                # two per inbound message), and a message over capacity or older than expiry is
+                # dropped. 5,000 covers a minute at 40 events/s for a socket that stalls; frames
+                # carry a few KB of HTML, so the worst case stays a few MB of Redis per socket.
+                "capacity": int(os.environ.get("CHANNEL_LAYER_CAPACITY", "5000")),
+                "expiry": 60,
+                # A socket that vanished without disconnect (a killed process) leaves its group
+                # within a day (the default) - kept explicit, it bounds group_send fan-out.
+                "group_expiry": 86400,
             },
         }
     }

@@ -4,6 +4,21 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+class AddIndexPortable(migrations.AddIndex):
+    """PostgreSQL gets the index as declared (NULLS LAST, matching the list's ORDER BY); SQLite,
+    which cannot say NULLS LAST in an index, gets the same columns without it."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        expressions = [
+            models.OrderBy(e.expression, descending=e.descending) if isinstance(e, models.OrderBy) else e
+            for e in self.index.expressions
+        ]
+        schema_editor.add_index(model, models.Index(*expressions, name=self.index.name))
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -27,15 +42,15 @@ class Migration(migrations.Migration):
             model_name='conversation',
             name='conv_org_assignee_recent',
         ),
-        migrations.AddIndex(
+        AddIndexPortable(
             model_name='conversation',
             index=models.Index(models.F('organization'), models.OrderBy(models.F('last_message_at'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), name='conv_org_recent'),
         ),
-        migrations.AddIndex(
+        AddIndexPortable(
             model_name='conversation',
             index=models.Index(models.F('organization'), models.F('status'), models.OrderBy(models.F('last_message_at'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), name='conv_org_status_recent'),
         ),
-        migrations.AddIndex(
+        AddIndexPortable(
             model_name='conversation',
             index=models.Index(models.F('organization'), models.F('assignee'), models.OrderBy(models.F('last_message_at'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), name='conv_org_assignee_recent'),
         ),

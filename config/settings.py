@@ -166,21 +166,30 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
-if REDIS_URL:
+# Timeouts: a paused Redis costs a publish one second, never a hung request.
+_REDIS_LAYER_HOSTS = [{"address": REDIS_URL, "socket_timeout": 1.0, "socket_connect_timeout": 1.0}]
+if REDIS_URL and os.environ.get("CHANNEL_LAYER", "pubsub") == "pubsub":
+    # Every event goes to every inbox socket of its organization. Redis pub/sub publishes an
+    # event once; each web process receives it once and hands it to its sockets in memory
+    # (docs/benchmarks.md, live). Nothing is queued in Redis: a process that is down or
+    # reconnecting misses events, which frames-are-hints allows (pages resync on reconnect).
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": _REDIS_LAYER_HOSTS}}
+    }
+elif REDIS_URL:
+    # CHANNEL_LAYER=core: a list per socket in Redis, one entry per socket and event (a group
+    # send to N sockets writes N copies). Sized for an organization's fan-out: a message over
+    # capacity or older than expiry is dropped; 5,000 is a minute at 40 events/s for a socket that
+    # stalls, a few MB of HTML per socket at worst.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # Timeouts: a paused Redis costs a publish one second, never a hung request.
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 1.0, "socket_connect_timeout": 1.0}],
-                # Per socket: every event of the organization reaches every inbox socket (about
-                # two per inbound message), and a message over capacity or older than expiry is
-                # dropped. 5,000 covers a minute at 40 events/s for a socket that stalls; frames
-                # carry a few KB of HTML, so the worst case stays a few MB of Redis per socket.
+                "hosts": _REDIS_LAYER_HOSTS,
                 "capacity": int(os.environ.get("CHANNEL_LAYER_CAPACITY", "5000")),
                 "expiry": 60,
                 # A socket that vanished without disconnect (a killed process) leaves its group
-                # within a day (the default) - kept explicit, it bounds group_send fan-out.
+                # within a day (the default, kept explicit): it bounds a group send's fan-out.
                 "group_expiry": 86400,
             },
         }

@@ -13,15 +13,12 @@ LOCAL_REDIS_URL = "redis://127.0.0.1:6379/6"
 
 @pytest.fixture
 def redis_layer(settings):
-    """The Redis channel layer (msgpack on the wire), isolated from other runs by a group prefix."""
+    """The shipped Redis channel layer (pub/sub, msgpack on the wire), isolated from other runs by
+    a prefix."""
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [django_settings.REDIS_URL or LOCAL_REDIS_URL],
-                "prefix": f"test-{uuid.uuid4().hex[:12]}",
-                "expiry": 10,
-            },
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [django_settings.REDIS_URL or LOCAL_REDIS_URL], "prefix": f"test-{uuid.uuid4().hex[:12]}"},
         }
     }
     yield

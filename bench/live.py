@@ -57,8 +57,9 @@ async def _agent(url: str, cookie: str, origin: str, pattern: re.Pattern, arriva
                 continue
             now = time.time()
             counters["frames"] += 1
-            # An element that loads itself would cost the browser a request; rendered rows need none.
-            counters["follow_ups"] += frame.count("hx-trigger=\"load")
+            # An element that loads itself, or a resync hint (a fragment too large to carry), costs the
+            # browser a request; rendered rows need none.
+            counters["follow_ups"] += frame.count("hx-trigger=\"load") + frame.count("data-resync=")
             for marker in set(pattern.findall(frame)):
                 arrivals.setdefault(int(marker), now)
 
@@ -111,7 +112,24 @@ async def _scenario(base: str, ws_url: str, channel, cookies: list[str], *, webh
         "frames_lost": expected - len(latencies),
         "frames_total": counters["frames"],
         "follow_up_requests_per_event_per_browser": round(counters["follow_ups"] / expected, 3) if expected else None,
+        "_arrivals": per_agent,
+        "_sent_at": sent_at,
     }
+
+
+def _split(run_id: str, arrivals: list[dict], sent_at: dict) -> dict:
+    """Where the time goes: webhook → message committed by the worker (the ingest pipeline) and
+    message committed → frame at the agent (the live path: publish, fan-out, socket)."""
+    from apps.conversations.models import Message
+
+    committed = {}
+    for text, created_at in Message.objects.filter(text__startswith=f"live-{run_id}-").values_list("text", "created_at"):
+        marker = text.split()[0].rsplit("-", 1)[-1]
+        if marker.isdigit():
+            committed[int(marker)] = created_at.timestamp()
+    processing = [committed[i] - sent for i, sent in sent_at.items() if i in committed]
+    live = [arrived - committed[i] for agent in arrivals for i, arrived in agent.items() if i in committed]
+    return {"webhook_to_commit": latency_summary(processing), "commit_to_frame": latency_summary(live)}
 
 
 async def _redis_reference(redis_url: str, *, subscribers: int, messages: int, rate: float) -> dict:
@@ -173,6 +191,7 @@ def run(env: RunEnv, *, agents: int, webhooks: int, rate: float, server: str = "
         if worker is not None:
             worker.stop()
         proc.stop()
+    parley.update(_split(run_id, parley.pop("_arrivals"), parley.pop("_sent_at")))
     reference = loadgen.run(_redis_reference(env.redis_url, subscribers=agents, messages=webhooks, rate=rate))
     out = {"agents": agents, "webhooks": webhooks, "rate": rate, "server": server, **parley, "reference": reference}
     out["p50_vs_reference"] = (

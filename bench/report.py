@@ -90,8 +90,13 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
                     f"Redis PUBLISH {_fmt(ref['p50_ms'])}/{_fmt(ref['p99_ms'])}/{_fmt(ref['max_ms'])}, "
                     f"lost {live['reference']['frames_lost']}",
                     f"p50 ≤50, p99 ≤250, 0 lost {_mark(ok and live['frames_lost'] == 0)}"))
+        if live.get("commit_to_frame"):
+            split, ingest = live["commit_to_frame"], live["webhook_to_commit"]
+            out.append(("live", "split: webhook → message committed by the worker / committed → frame, p50/p99 ms",
+                        f"{_fmt(ingest['p50_ms'])}/{_fmt(ingest['p99_ms'])} / {_fmt(split['p50_ms'])}/{_fmt(split['p99_ms'])}",
+                        "", "(diagnostic)"))
         out.append(("live", "follow-up HTTP requests per event per browser",
-                    _fmt(live["follow_up_requests_per_event_per_browser"]), "frames carry the rendered rows",
+                    _fmt(live["follow_up_requests_per_event_per_browser"]), "frames carry the rendered fragments",
                     f"≤1 {_mark((live['follow_up_requests_per_event_per_browser'] or 0) <= 1)}"))
     for name in ("ingest", "outbound", "pages", "live"):
         problem = (results.get(name) or {}).get("error") or (results.get(name) or {}).get("invariant_broken")

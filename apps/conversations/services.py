@@ -141,7 +141,8 @@ def _message_ids(message: Message) -> dict:
 def publish_message_created(message: Message) -> None:
     ids = _message_ids(message)
     transaction.on_commit(lambda: broadcast.message_created(message_id=message.pk, **ids))
-    transaction.on_commit(lambda: broadcast.conversation_updated(**ids))
+    # For integrations; the inbox's message_created frame already carries the row.
+    transaction.on_commit(lambda: broadcast.conversation_updated(**ids, after_message=True))
 
 
 def publish_message_status(message: Message, status: str | None = None) -> None:

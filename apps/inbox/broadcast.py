@@ -47,13 +47,19 @@ def message_status_changed(
     )
 
 
-def conversation_updated(*, organization_id: int, channel_id: int, conversation_id: int) -> None:
+def conversation_updated(
+    *, organization_id: int, channel_id: int, conversation_id: int, after_message: bool = False
+) -> None:
+    """`after_message`: the update a new message makes. The message's event already carried the
+    row to inbox sockets, so nothing is rendered and they skip it; the JSON socket forwards it."""
     _send(
         organization_id,
         "inbox.conversation_updated",
         channel_id,
-        ids={"conversation_id": conversation_id},
-        render=lambda live: live.conversation_updated_fragments(conversation_id=conversation_id),
+        ids={"conversation_id": conversation_id, **({"after_message": True} if after_message else {})},
+        render=(lambda live: {}) if after_message else (
+            lambda live: live.conversation_updated_fragments(conversation_id=conversation_id)
+        ),
     )
 
 

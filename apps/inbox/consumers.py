@@ -192,7 +192,7 @@ class InboxConsumer(OrganizationConsumer):
         await self._send_parts([status or live.resync_hint("messages")])
 
     async def inbox_conversation_updated(self, event):
-        if not self.visible(event):
+        if event.get("after_message") or not self.visible(event):
             return
         conversation_id = event["conversation_id"]
         in_list = self._in_list(event)

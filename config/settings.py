@@ -127,6 +127,9 @@ if env_bool("DB_POOL", False) and DATABASES["default"]["ENGINE"] == "django.db.b
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Webhooks and workers write concurrently even in the embedded default.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Tests race threads against each other; an in-memory shared-cache database answers "table
+    # is locked" at once instead of waiting, so the embedded test database is a file.
+    DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / ".test-db.sqlite3"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -8,6 +8,10 @@ class CurrentOrganizationMiddleware:
 
     A user may belong to several organizations; the switcher stores the choice in the session.
     API token requests get theirs from the token (see authentication.py).
+
+    Sync-only on purpose, like AgentTimezoneMiddleware: with every middleware async-capable,
+    Django's own middlewares (MiddlewareMixin) each hop to a thread twice per request, and the
+    webhook path measured slower (docs/benchmarks-notes.md, ingest).
     """
 
     def __init__(self, get_response):

@@ -9,6 +9,7 @@ COOKIE = "tz"
 
 
 class AgentTimezoneMiddleware:
+    # Sync-only on purpose: see CurrentOrganizationMiddleware.
     def __init__(self, get_response):
         self.get_response = get_response
 

@@ -11,7 +11,6 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership
 from apps.conversations import sending
-from apps.core import broker as broker_state
 from config.celery import app
 from tests import factories
 
@@ -23,8 +22,6 @@ def broker(settings):
     """Celery publishing to the real Redis broker (not eager) for the duration of a test."""
     settings.CELERY_TASK_ALWAYS_EAGER = False
     app.conf.task_always_eager = False
-    # An earlier test's unreachable broker leaves this process skipping enqueues for a few seconds.
-    broker_state.reset()
     client = redis.Redis.from_url(django_settings.REDIS_URL)
     client.delete("celery", "interactive")
     yield client

@@ -36,7 +36,7 @@ PROFILES = {
     },
 }
 ALL = ("ingest", "outbound", "pages", "live")
-SHIPPED_SERVER = "uvicorn"  # the Procfile's web server
+SHIPPED_SERVER = "gunicorn"  # the Procfile's web server: gunicorn with uvicorn workers
 
 
 def main(argv=None) -> int:

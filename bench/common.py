@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.fakes import ports
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PUBLIC_BASE_URL = "https://parley.bench"
@@ -39,9 +41,7 @@ class InvariantBroken(AssertionError):
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    return ports.free_port(HOST)
 
 
 def pg_base_url() -> str:

@@ -27,6 +27,7 @@ from django.db import connection
 from twilio.request_validator import RequestValidator
 
 from tests import factories
+from tests.fakes.ports import free_port
 from tests.fakes.twilio import FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,12 +46,6 @@ def pytest_collection_modifyitems(config, items):
             continue
         if missing and not os.environ.get("CI"):
             item.add_marker(pytest.mark.skip(reason=missing))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.05, what: str = "condition"):

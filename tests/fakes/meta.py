@@ -91,8 +91,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.fakes.http import FakeHandler, Headers
 
 MESSENGER_TEXT_LIMIT = 2000
 INSTAGRAM_TEXT_LIMIT = 1000
@@ -322,27 +324,6 @@ def whatsapp_status(wamid: str, status: str, recipient_id: str, *, timestamp: in
 
 
 # --------------------------------------------------------------------------- records
-
-
-class Headers(dict):
-    """A dict of request headers with case-insensitive ``[]``, ``get`` and ``in``."""
-
-    def _key(self, key):
-        if isinstance(key, str):
-            lower = key.lower()
-            for k in dict.keys(self):
-                if k.lower() == lower:
-                    return k
-        return key
-
-    def __getitem__(self, key):
-        return dict.__getitem__(self, self._key(key))
-
-    def __contains__(self, key):
-        return dict.__contains__(self, self._key(key))
-
-    def get(self, key, default=None):
-        return dict.get(self, self._key(key), default)
 
 
 @dataclass
@@ -972,27 +953,9 @@ def _maybe_json(value: str):
         return value
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FakeHandler):
     fake: FakeMeta
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
     server_version = "FakeMeta"
-    sys_version = ""
-
-    def setup(self) -> None:
-        super().setup()
-        with self.fake._lock:
-            self.fake._connections.add(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.fake._lock:
-                self.fake._connections.discard(self.connection)
-
-    def log_message(self, format, *args) -> None:  # noqa: A002
-        pass
 
     def do_GET(self) -> None:
         self._dispatch()

@@ -90,8 +90,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.http import FakeHandler, Headers
 
 API_VERSION = "2010-04-01"
 MAX_BODY_LENGTH = 1600
@@ -190,27 +192,6 @@ def drop(created: bool = False) -> Drop:
 
 
 # --------------------------------------------------------------------------- records
-
-
-class Headers(dict):
-    """A dict of request headers with case-insensitive ``[]``, ``get`` and ``in``."""
-
-    def _key(self, key):
-        if isinstance(key, str):
-            lower = key.lower()
-            for k in dict.keys(self):
-                if k.lower() == lower:
-                    return k
-        return key
-
-    def __getitem__(self, key):
-        return dict.__getitem__(self, self._key(key))
-
-    def __contains__(self, key):
-        return dict.__contains__(self, self._key(key))
-
-    def get(self, key, default=None):
-        return dict.get(self, self._key(key), default)
 
 
 @dataclass
@@ -649,27 +630,9 @@ class FakeTwilio:
         return resource
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FakeHandler):
     fake: FakeTwilio
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between header and body writes
     server_version = "FakeTwilio"
-    sys_version = ""
-
-    def setup(self) -> None:
-        super().setup()
-        with self.fake._lock:
-            self.fake._connections.add(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.fake._lock:
-                self.fake._connections.discard(self.connection)
-
-    def log_message(self, format, *args) -> None:  # noqa: A002 - silence stderr logging
-        pass
 
     def do_GET(self) -> None:
         self._dispatch()

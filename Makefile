@@ -24,6 +24,7 @@ run: demo
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -125,8 +125,11 @@ if env_bool("DB_POOL", False) and DATABASES["default"]["ENGINE"] == "django.db.b
         "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Webhooks and workers write concurrently even in the embedded default.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Webhooks and workers write concurrently even in the embedded default. IMMEDIATE: a
+    # transaction takes the write lock when it begins, so two that read and then write queue up
+    # instead of one failing at once with "database is locked" (SQLite cannot upgrade a reader
+    # that another writer is waiting on).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
     # Tests race threads against each other; an in-memory shared-cache database answers "table
     # is locked" at once instead of waiting, so the embedded test database is a file.
     DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / ".test-db.sqlite3"))
@@ -218,7 +221,7 @@ CELERY_TASK_QUEUES = [Queue("celery"), Queue("interactive")]
 CELERY_TASK_ROUTES = {"apps.conversations.tasks.message_deliver_interactive_task": {"queue": "interactive"}}
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "apps.conversations.tasks.outbox_sweep_task", "schedule": 30.0},
-    "inbound-sweep": {"task": "apps.providers.tasks.inbound_event_sweep_task", "schedule": 60.0},
+    "inbound-sweep": {"task": "apps.conversations.tasks.inbound_event_sweep_task", "schedule": 60.0},
 }
 
 REST_FRAMEWORK = {

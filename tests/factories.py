@@ -88,3 +88,10 @@ class MessageFactory(factory.django.DjangoModelFactory):
     status = factory.LazyAttribute(lambda m: "received" if m.direction == "inbound" else "sent")
     sender_kind = factory.LazyAttribute(lambda m: "contact" if m.direction == "inbound" else "agent")
     created_at = factory.LazyFunction(timezone.now)
+
+
+def policy_for(kind: str):
+    """The policy of a kind of channel, from the catalog."""
+    from apps.providers import catalog
+
+    return catalog.KINDS[kind].policy

@@ -2,8 +2,8 @@ from django import forms
 from django.contrib import admin
 
 from apps.contacts.models import Contact, ContactIdentity
-from apps.contacts.services import phone_normalize
-from apps.core.admin import OrganizationScopedAdmin
+from apps.core.phones import phone_normalize
+from apps.accounts.admin import OrganizationScopedAdmin
 from apps.core.errors import ServiceError
 
 

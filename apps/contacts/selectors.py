@@ -1,8 +1,18 @@
+from typing import Protocol
+
 from django.db.models import Q, QuerySet
 
-from apps.contacts.models import WHATSAPP_ELIGIBLE, Contact
+from apps.contacts.models import WHATSAPP_ELIGIBLE, Contact, ContactIdentity
 from apps.core.errors import NotFound
-from apps.providers.policies import ChannelPolicy
+
+
+class Reach(Protocol):
+    """What contacts need to know of a kind of channel to say who it can reach (a channel
+    kind's policy has these; contacts know nothing else of channels)."""
+
+    identity_kind: str  # the ContactIdentity.Kind that addresses a contact there
+    needs_phone: bool  # the contact's phone is the address
+    needs_opt_in: bool  # recorded consent is required
 
 
 def contact_list(*, organization, search: str = "") -> QuerySet[Contact]:
@@ -17,8 +27,8 @@ def contact_list(*, organization, search: str = "") -> QuerySet[Contact]:
     return contacts.order_by("name", "pk")
 
 
-def contact_eligible_list(*, organization, policy: ChannelPolicy, search: str = "") -> QuerySet[Contact]:
-    """Contacts a channel with this policy may message: WhatsApp wants an opted-in, valid phone."""
+def contact_eligible_list(*, organization, policy: Reach, search: str = "") -> QuerySet[Contact]:
+    """Contacts a kind of channel may message: WhatsApp wants an opted-in, valid phone."""
     contacts = contact_list(organization=organization, search=search)
     if policy.needs_opt_in:
         contacts = contacts.filter(WHATSAPP_ELIGIBLE)
@@ -27,8 +37,31 @@ def contact_eligible_list(*, organization, policy: ChannelPolicy, search: str = 
     return contacts
 
 
+def contact_id_by_address(*, organization_id: int, kind: str, address: str) -> int | None:
+    """The contact behind an address on a kind of channel (a PSID, a phone...), or None."""
+    return (
+        ContactIdentity.objects.filter(organization_id=organization_id, kind=kind, address=address)
+        .values_list("contact_id", flat=True)
+        .first()
+    )
+
+
+def contact_address(*, contact: Contact, policy: Reach) -> str:
+    """Where to reach a contact on a kind of channel: the phone (WhatsApp, SMS), else their
+    newest identity of that kind (a PSID, a chat id, an address)."""
+    if policy.needs_phone:
+        return contact.phone
+    identity = contact.identities.filter(kind=policy.identity_kind).order_by("-pk").first()
+    return identity.address if identity else ""
+
+
 def contact_get(*, organization, contact_id) -> Contact:
     contact = Contact.objects.filter(organization=organization, pk=contact_id).first()
     if contact is None:
         raise NotFound("Contact not found.")
     return contact
+
+
+def contact_unnamed(*, contact_id: int) -> Contact | None:
+    """A contact nobody has named yet (enrichment only fills in what is empty)."""
+    return Contact.objects.filter(pk=contact_id, name="").first()

@@ -1,34 +1,8 @@
-import phonenumbers
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.contacts.models import Contact, ContactIdentity
-from apps.core.errors import ServiceError
-
-INVALID_PHONE = "Enter the phone number in international format, for example +60123456789."
-
-
-def phone_normalize(raw: str) -> str:
-    """E.164 or a ServiceError with a sentence a person understands. Empty stays empty."""
-    raw = (raw or "").strip().removeprefix("whatsapp:")
-    if not raw:
-        return ""
-    if not raw.startswith("+"):
-        raise ServiceError("invalid_phone", INVALID_PHONE)
-    try:
-        number = phonenumbers.parse(raw, None)
-    except phonenumbers.NumberParseException:
-        raise ServiceError("invalid_phone", INVALID_PHONE) from None
-    if not phonenumbers.is_valid_number(number):
-        raise ServiceError("invalid_phone", INVALID_PHONE)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def phone_is_valid(raw: str) -> bool:
-    try:
-        return bool(phone_normalize(raw))
-    except ServiceError:
-        return False
+from apps.core.phones import phone_normalize
 
 
 @transaction.atomic
@@ -144,3 +118,32 @@ def contact_whatsapp_opt_in(*, contact: Contact, source: str) -> None:
 
 def contact_whatsapp_block(*, contact: Contact, reason: str) -> None:
     Contact.objects.filter(pk=contact.pk).update(whatsapp_blocked_at=timezone.now(), whatsapp_blocked_reason=reason[:200])
+
+
+def consent_opt_out(*, contact: Contact, kind: str, reason: str) -> None:
+    """The contact unsubscribed on this kind of channel (STOP, or the provider said so)."""
+    if kind == ContactIdentity.Kind.WHATSAPP:
+        contact_whatsapp_opt_out(contact=contact, reason=reason)
+
+
+def consent_opt_in(*, contact: Contact, kind: str, source: str) -> None:
+    if kind == ContactIdentity.Kind.WHATSAPP:
+        contact_whatsapp_opt_in(contact=contact, source=source)
+
+
+def consent_block(*, contact: Contact, kind: str, reason: str) -> None:
+    """The contact blocked us on this kind of channel (the provider said so)."""
+    if kind == ContactIdentity.Kind.WHATSAPP:
+        contact_whatsapp_block(contact=contact, reason=reason)
+
+
+def contact_enrich(*, contact: Contact, name: str = "", avatar_url: str = "") -> None:
+    """Fill in a contact's name and picture from the provider's profile, only while nobody
+    named the contact meanwhile. A picture is kept only as an https URL that fits."""
+    max_length = Contact._meta.get_field("avatar_url").max_length
+    fields = {"name": (name or "")[:200]}
+    if avatar_url.startswith("https://") and len(avatar_url) <= max_length:
+        fields["avatar_url"] = avatar_url
+    fields = {key: value for key, value in fields.items() if value}
+    if fields:
+        Contact.objects.filter(pk=contact.pk, name="").update(**fields)

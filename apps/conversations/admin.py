@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.utils.text import Truncator
 
 from apps.conversations.models import Attachment, Conversation, Message
-from apps.core.admin import OrganizationScopedAdmin
+from apps.accounts.admin import OrganizationScopedAdmin
 
 
 @admin.register(Conversation)

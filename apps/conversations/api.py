@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from apps.accounts import selectors as account_selectors
 from apps.contacts import selectors as contact_selectors
+from apps.contacts.api import ContactOutputSerializer, contact_page
 from apps.conversations import attachments, selectors, sending, services
 from apps.conversations.models import Conversation, Message
 from apps.core.errors import ServiceError
@@ -83,7 +84,7 @@ class ConversationOutputSerializer(serializers.Serializer):
 
     @extend_schema_field(ReplyWindowSerializer)
     def get_reply_window(self, conversation) -> dict:
-        state = sending.reply_window_state(conversation, sending.policy_of(conversation.channel))
+        state = sending.policy_of(conversation.channel).window(conversation.last_inbound_at)
         return {"open": state.open, "closes_at": state.closes_at, "warning": state.warning}
 
 
@@ -421,3 +422,42 @@ class AttachmentUploadApi(APIView):
             policy=sending.policy_of(channel),
         )
         return Response(self.OutputSerializer(attachment).data, status=status.HTTP_201_CREATED)
+
+
+class ChannelEligibleContactsApi(APIView):
+    class PageSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EligibleContactPage"
+
+        results = ContactOutputSerializer(many=True)
+        next = serializers.URLField(allow_null=True)
+        previous = serializers.URLField(allow_null=True)
+        empty_message = serializers.CharField(help_text="What to show when there are no results; empty otherwise.")
+
+    @extend_schema(
+        operation_id="channels_eligible_contacts_list",
+        summary="Contacts this channel may message",
+        description="WhatsApp: an opted-in contact with a valid phone, not unsubscribed nor blocked.",
+        parameters=[
+            OpenApiParameter("search", str, description="Part of the name, email or phone."),
+            *CURSOR_PARAMETERS,
+        ],
+        responses={200: PageSerializer, **ERRORS},
+    )
+    def get(self, request, channel_id: int):
+        channel = channel_selectors.channel_get(membership=request.membership, channel_id=channel_id)
+        policy = sending.policy_of(channel)
+        contacts = contact_selectors.contact_eligible_list(
+            organization=request.organization, policy=policy, search=request.query_params.get("search", "")
+        )
+        response = contact_page(request, contacts)
+        response.data["empty_message"] = "" if response.data["results"] else eligible_empty_message(policy)
+        return response
+
+
+def eligible_empty_message(policy) -> str:
+    if policy.needs_opt_in:
+        return f"No contacts with {policy.label} opt-in found."
+    if policy.needs_phone:
+        return f"No contacts with a phone number found for {policy.label}."
+    return f"No contacts found for {policy.label}."

@@ -13,4 +13,9 @@ urlpatterns = [
     path("contacts/<int:contact_id>/messages/", api.ContactMessageSendApi.as_view(), name="api-contact-messages"),
     path("messages/<int:message_id>/retry/", api.MessageRetryApi.as_view(), name="api-message-retry"),
     path("attachments/", api.AttachmentUploadApi.as_view(), name="api-attachment-upload"),
+    path(
+        "channels/<int:channel_id>/eligible-contacts/",
+        api.ChannelEligibleContactsApi.as_view(),
+        name="api-channel-eligible-contacts",
+    ),
 ]

@@ -13,7 +13,7 @@ from apps.accounts.models import Membership
 from apps.conversations.models import Attachment
 from apps.core.errors import NotFound, ServiceError
 from apps.providers import selectors as channel_selectors
-from apps.providers.policies import MB, ChannelPolicy
+from apps.providers.kinds.base import MB, ChannelPolicy
 
 SIGNING_SALT = "parley.attachment.public"
 PLURAL = {"image": "images", "audio": "audio files", "video": "videos", "document": "documents"}

@@ -1,6 +1,7 @@
 """Read receipts and typing indicators sent back to the customer's app (Messenger `mark_seen` /
-`typing_on`, WhatsApp Cloud `status: read`). Best effort: they run in tasks, honour the channel's
-settings, and a failure is logged, never shown to anyone as an error.
+`typing_on`, WhatsApp Cloud `status: read`), where the channel's kind can (its capabilities).
+Best effort: they run in tasks, honour the channel's settings, and a failure is logged, never
+shown to anyone as an error.
 
 `conversation_opened` and `conversation_typing` are what the inbox calls; they schedule the
 tasks (cheaply: nothing for channels without receipts). The tasks call the `*_send_*` services.
@@ -8,40 +9,40 @@ tasks (cheaply: nothing for channels without receipts). The tasks call the `*_se
 
 import logging
 
+from apps.contacts import selectors as contact_selectors
 from apps.conversations import tasks
 from apps.conversations.models import Conversation, Message
-from apps.providers import ratelimit, registry
-from apps.providers.adapters.base import SendError
+from apps.providers import catalog, ratelimit
+from apps.providers import services as channel_services
+from apps.providers.kinds.base import SendError
 from apps.providers.models import Channel
-from apps.providers.policies import policy_for
 
 log = logging.getLogger(__name__)
 
-# Channel kinds whose adapters send read receipts / typing indicators.
-READ_RECEIPT_KINDS = {"messenger", "instagram", "meta_whatsapp"}
-TYPING_KINDS = {"messenger", "instagram"}
 TYPING_EVERY = 5.0  # seconds: Messenger shows "typing" for about 20 s after one indicator
 RECEIPT_MEMORY = 7 * 86400.0  # one receipt per customer message, remembered this long
 
 
-def _allowed(channel: Channel, setting: str, kinds: set[str]) -> bool:
+def _allowed(channel: Channel, setting: str, capability: str) -> bool:
+    kind = catalog.kind_of(channel.kind)
     return (
-        channel.kind in kinds
+        kind is not None
+        and getattr(kind.capabilities, capability)
         and channel.status == Channel.Status.ACTIVE
-        and bool((channel.settings or {}).get(setting, True))
+        and channel_services.channel_setting(channel, setting)
     )
 
 
 def conversation_opened(*, conversation: Conversation) -> None:
     """An agent opened the conversation: tell the customer's app it was seen (in a task)."""
-    if _allowed(conversation.channel, "send_read_receipts", READ_RECEIPT_KINDS):
+    if _allowed(conversation.channel, "send_read_receipts", "read_receipts"):
         tasks.conversation_read_receipt_task.delay_on_commit(conversation.pk)
 
 
 def conversation_typing(*, conversation: Conversation) -> bool:
     """The agent is typing: at most one indicator per conversation every few seconds, shared by
     every web process (Redis). Returns whether one was scheduled."""
-    if not _allowed(conversation.channel, "send_typing_indicators", TYPING_KINDS):
+    if not _allowed(conversation.channel, "send_typing_indicators", "typing"):
         return False
     key = f"typing:{conversation.channel.uuid}:{conversation.pk}"
     if ratelimit.take(key, rate=1 / TYPING_EVERY, capacity=1) > 0:
@@ -50,11 +51,11 @@ def conversation_typing(*, conversation: Conversation) -> bool:
     return True
 
 
-def conversation_send_read_receipt(*, conversation: Conversation) -> bool:
+def conversation_send_read_receipt(*, conversation: Conversation | None) -> bool:
     """Mark the customer's latest message read in their app, once per message. True when sent."""
-    channel = conversation.channel
-    if not _allowed(channel, "send_read_receipts", READ_RECEIPT_KINDS):
+    if conversation is None or not _allowed(conversation.channel, "send_read_receipts", "read_receipts"):
         return False
+    channel = conversation.channel
     latest = (
         Message.objects.filter(conversation=conversation, direction=Message.Direction.INBOUND, external_id__isnull=False)
         .order_by("-created_at", "-pk")
@@ -68,28 +69,23 @@ def conversation_send_read_receipt(*, conversation: Conversation) -> bool:
     return _best_effort("read receipt", conversation, lambda adapter, to: adapter.mark_read(to=to, external_id=latest.external_id))
 
 
-def conversation_send_typing(*, conversation: Conversation) -> bool:
-    if not _allowed(conversation.channel, "send_typing_indicators", TYPING_KINDS):
+def conversation_send_typing(*, conversation: Conversation | None) -> bool:
+    if conversation is None or not _allowed(conversation.channel, "send_typing_indicators", "typing"):
         return False
     return _best_effort("typing indicator", conversation, lambda adapter, to: adapter.typing(to=to))
 
 
+def conversation_for_receipt(conversation_id: int) -> Conversation | None:
+    return Conversation.objects.select_related("channel", "contact").filter(pk=conversation_id).first()
+
+
 def _best_effort(what: str, conversation: Conversation, call) -> bool:
     channel = conversation.channel
-    to = _address(conversation)
+    to = contact_selectors.contact_address(contact=conversation.contact, policy=catalog.KINDS[channel.kind].policy)
     if not to:
         return False
     try:
-        return bool(call(registry.adapter_for(channel), to))
+        return bool(call(catalog.adapter_for(channel), to))
     except (SendError, LookupError) as exc:
         log.info("%s for conversation %s not sent: %s", what, conversation.pk, getattr(exc, "code", "") or type(exc).__name__)
         return False
-
-
-def _address(conversation: Conversation) -> str:
-    policy = policy_for(conversation.channel.kind)
-    contact = conversation.contact
-    if policy.needs_phone:
-        return contact.phone
-    identity = contact.identities.filter(kind=policy.identity_kind).order_by("-pk").first()
-    return identity.address if identity else ""

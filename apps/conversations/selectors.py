@@ -59,6 +59,15 @@ def conversation_get(*, membership: Membership, conversation_id) -> Conversation
     return conversation
 
 
+def conversation_current(*, contact, channel, within: QuerySet[Conversation] | None = None) -> Conversation | None:
+    """The contact's conversation on a channel: the open one, else the latest (the one a send
+    would land in, see services.conversation_open_for). `within`: a member's visible list."""
+    conversations = (within if within is not None else Conversation.objects).filter(contact=contact, channel=channel)
+    return (
+        conversations.exclude(status=Conversation.Status.RESOLVED).first() or conversations.order_by("-pk").first()
+    )
+
+
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     """Messages oldest first; callers paginate by (created_at, id)."""
     return (

@@ -4,7 +4,8 @@ outbox (`message_deliver`, run by a task), retry on an agent's request, and swee
 The `pending` row is the outbox. A delivery claims it (`sending` with a lease), marks it
 `attempted_at` (committed) just before the provider is called, then records the outcome. A lease
 that expires without that mark goes back to `pending`; with it, to `unknown`: the provider may
-have the message and we never send twice blindly.
+have the message and we never send twice blindly. Every status move goes through
+`services.message_status_apply` (one transition table), guarded here by the worker's lease.
 """
 
 import logging
@@ -12,7 +13,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -21,20 +22,20 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership
 from apps.contacts import selectors as contact_selectors
-from apps.contacts import services as contact_services
 from apps.contacts.models import Contact
 from apps.conversations import attachments as attachment_services
-from apps.conversations import selectors, services, tasks
+from apps.conversations import events, inbound, selectors, services, tasks
 from apps.conversations.models import Attachment, Conversation, Message
 from apps.core import broker
 from apps.core.errors import NotFound, ServiceError
+from apps.core.phones import phone_is_valid
 from apps.message_templates import selectors as template_selectors
 from apps.message_templates import services as template_services
-from apps.message_templates.models import MessageTemplate
-from apps.providers import ratelimit, registry
+from apps.providers import catalog, ratelimit
 from apps.providers import selectors as channel_selectors
 from apps.providers import services as channel_services
-from apps.providers.adapters.base import (
+from apps.providers.kinds.base import (
+    ChannelPolicy,
     OutboundAttachment,
     OutboundMessage,
     PermanentSendError,
@@ -42,71 +43,33 @@ from apps.providers.adapters.base import (
     UnknownSendError,
 )
 from apps.providers.models import Channel
-from apps.providers.policies import POLICIES, ChannelPolicy
 
 log = logging.getLogger(__name__)
 
+S = Message.Status
 MAX_ATTEMPTS = 8
 BACKOFF_CAP = 300.0  # seconds
 # Pending rows without a due time are the sweep's once their task had this long to run.
 LOST_TASK_AFTER = timedelta(seconds=30)
 GAVE_UP = "Failed to send via {label}: the provider kept failing; please retry later."
 INTERRUPTED = "Sending was interrupted; the message may or may not have been sent. Check before retrying."
-STATUS_CALLBACK_PATHS = {
-    "twilio_whatsapp": "/webhooks/twilio/{uuid}/status/",
-    "twilio_sms": "/webhooks/twilio/{uuid}/status/",
-}
-RETRYABLE = (Message.Status.FAILED, Message.Status.UNKNOWN)
-
-
-# Reply windows -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WindowState:
-    open: bool
-    closes_at: datetime | None
-    warning: str
-    # Open only through a message tag (Messenger / Instagram `HUMAN_AGENT` between 24 h and 7 days).
-    tag: str = ""
-    refusal: str = ""  # what a refused send says (defaults to the warning)
-
-
-def reply_window_state(conversation: Conversation | None, policy: ChannelPolicy, *, now=None) -> WindowState:
-    """Whether a free-form reply is allowed now. Channels without a window are always open.
-    Meta channels have a second, tagged window: open with `tag` set, the banner says so."""
-    if policy.reply_window is None:
-        return WindowState(open=True, closes_at=None, warning="")
-    last_inbound = conversation.last_inbound_at if conversation is not None else None
-    closed_refusal = policy.window_closed or policy.window_warning
-    if last_inbound is None:
-        return WindowState(open=False, closes_at=None, warning=policy.window_warning, refusal=closed_refusal)
-    now = now or timezone.now()
-    closes_at = last_inbound + policy.reply_window
-    if now < closes_at:
-        return WindowState(open=True, closes_at=closes_at, warning="")
-    if policy.extended_window is not None:
-        extended_closes_at = last_inbound + policy.extended_window
-        if now < extended_closes_at:
-            return WindowState(open=True, closes_at=extended_closes_at, warning=policy.extended_window_note,
-                               tag=policy.extended_window_tag)
-    return WindowState(open=False, closes_at=closes_at, warning=policy.window_warning, refusal=closed_refusal)
+RETRYABLE = (S.FAILED, S.UNKNOWN)
 
 
 # Validation ----------------------------------------------------------------------------------
 
 
 def policy_of(channel: Channel) -> ChannelPolicy:
-    policy = POLICIES.get(channel.kind)
-    if policy is None:
-        return ChannelPolicy(label=channel.get_kind_display(), identity_kind=channel.kind, needs_phone=False,
-                             needs_opt_in=False, reply_window=None)
-    return policy
+    kind = catalog.kind_of(channel.kind)
+    if kind is None:
+        return ChannelPolicy(label=channel.kind, identity_kind=channel.kind, needs_phone=False, needs_opt_in=False,
+                             reply_window=None)
+    return kind.policy
 
 
 def contact_refusal(contact: Contact, policy: ChannelPolicy) -> ServiceError | None:
     """Why this contact cannot be messaged on a channel with this policy, or None."""
-    if policy.needs_phone and not contact_services.phone_is_valid(contact.phone):
+    if policy.needs_phone and not phone_is_valid(contact.phone):
         return ServiceError("no_valid_phone", "Contact has no valid phone")
     if policy.needs_opt_in:
         # Unsubscribing also clears the opt-in: the specific reasons come first.
@@ -129,8 +92,8 @@ def channel_refusal(channel: Channel) -> ServiceError | None:
     return ServiceError(code, sentence)
 
 
-def _window_refusal(conversation: Conversation | None, policy: ChannelPolicy) -> ServiceError | None:
-    state = reply_window_state(conversation, policy)
+def window_refusal(conversation: Conversation | None, policy: ChannelPolicy) -> ServiceError | None:
+    state = policy.window(conversation.last_inbound_at if conversation is not None else None)
     return None if state.open else ServiceError("outside_window", state.refusal or state.warning)
 
 
@@ -155,15 +118,23 @@ def _attachments_for(*, organization_id: int, attachment_ids: Sequence, policy: 
     return ordered
 
 
-def _conversation_for_window(contact: Contact, channel: Channel) -> Conversation | None:
-    """The conversation a send to this contact would land in (see conversation_open_for)."""
-    conversations = Conversation.objects.filter(contact=contact, channel=channel)
-    return (
-        conversations.exclude(status=Conversation.Status.RESOLVED).first() or conversations.order_by("-pk").first()
-    )
-
-
 # Sending -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    channel: Channel
+    contact: Contact
+    conversation: Conversation | None  # None: the contact's conversation on the channel, opened on insert
+    policy: ChannelPolicy
+
+
+@dataclass(frozen=True)
+class _Content:
+    type: str
+    text: str
+    template: dict | None
+    files: list[Attachment]
 
 
 def message_send(
@@ -185,6 +156,10 @@ def message_send(
     Either `conversation` (a reply) or `channel` + `contact_id` (start or continue the contact's
     conversation on that channel). A repeated `client_token` returns the first message.
     `interactive`: an agent is waiting on it (the inbox); it is delivered ahead of queued batches.
+    Refusals come in a fixed order, each with its stable code and the sentence a person reads:
+    who and where (the contact, then whether this member may use the channel: nothing about
+    either is revealed otherwise), the contact's eligibility, the content, the channel's state,
+    the reply window.
     """
     organization_id = membership.organization_id
     client_token = (client_token or "").strip()[:100] or None
@@ -192,7 +167,34 @@ def message_send(
         existing = Message.objects.filter(organization_id=organization_id, client_token=client_token).first()
         if existing is not None:
             return existing
+    target = _send_target(membership=membership, channel=channel, contact_id=contact_id, conversation=conversation)
+    refusal = contact_refusal(target.contact, target.policy)
+    if refusal:
+        raise refusal
+    content = _send_content(
+        organization_id=organization_id, policy=target.policy, text=text, attachment_ids=attachment_ids,
+        template_id=template_id, template_variables=template_variables,
+    )
+    refusal = channel_refusal(target.channel)
+    if refusal:
+        raise refusal
+    if content.template is None:
+        window_conversation = target.conversation or selectors.conversation_current(
+            contact=target.contact, channel=target.channel
+        )
+        refusal = window_refusal(window_conversation, target.policy)
+        if refusal:
+            raise refusal
+    return _send_insert(
+        membership=membership, target=target, content=content, client_token=client_token, sender_kind=sender_kind,
+        interactive=interactive,
+    )
 
+
+def _send_target(*, membership: Membership, channel, contact_id, conversation) -> _Target:
+    """Who and where: the conversation's contact and channel, or the contact on the channel; and
+    whether this member may use that channel (checked before anything else is revealed)."""
+    organization_id = membership.organization_id
     if conversation is not None:
         if conversation.organization_id != organization_id:
             raise NotFound("Conversation not found.")
@@ -205,72 +207,65 @@ def message_send(
         contact = contact_selectors.contact_get(organization=organization_id, contact_id=contact_id)
         if channel is None:
             raise ServiceError("no_channel", "Choose a channel to send on.")
-    # Authorization before any detail about the contact or channel is revealed.
     if channel.organization_id != organization_id or not channel_selectors.channel_list_visible(
         membership=membership
     ).filter(pk=channel.pk).exists():
         raise NotFound("Conversation not found." if conversation is not None else "Channel not found.")
+    return _Target(channel=channel, contact=contact, conversation=conversation, policy=policy_of(channel))
 
-    policy = policy_of(channel)
-    refusal = contact_refusal(contact, policy)
-    if refusal:
-        raise refusal
 
+def _send_content(*, organization_id: int, policy: ChannelPolicy, text: str, attachment_ids: Sequence,
+                  template_id, template_variables) -> _Content:
+    """What to send: text within the channel's limit, attachments it accepts, or an approved
+    template rendered with its variables."""
     text = (text or "").strip()
     if not text and not attachment_ids and not template_id:
         raise ServiceError("no_content", "No content to send")
-    template, variables = None, {}
+    template = None
     if template_id:
-        template = template_selectors.message_template_get(organization_id=organization_id, template_id=template_id)
-        if not template.is_provider_template:
+        found = template_selectors.message_template_get(organization_id=organization_id, template_id=template_id)
+        if not found.is_provider_template:
             raise ServiceError(
-                "template_not_approved", f"The template “{template.name}” has no approved {policy.label} template id."
+                "template_not_approved", f"The template “{found.name}” has no approved {policy.label} template id."
             )
         if attachment_ids:
             raise ServiceError("template_with_attachments", "A template message cannot carry attachments.")
         variables = template_services.message_template_variables(template_variables)
-        text = template.render(variables)
+        text = found.render(variables)
+        template = {"id": found.pk, "provider_id": found.provider_template_id, "variables": variables}
     elif policy.text_limit is not None and len(text) > policy.text_limit:
-        raise ServiceError(
-            "text_too_long", f"Messages on {policy.label} can be at most {policy.text_limit} characters."
-        )
+        raise ServiceError("text_too_long", f"Messages on {policy.label} can be at most {policy.text_limit} characters.")
     files = _attachments_for(organization_id=organization_id, attachment_ids=attachment_ids, policy=policy)
-
-    refusal = channel_refusal(channel)
-    if refusal:
-        raise refusal
-    if template is None:
-        window_conversation = conversation if conversation is not None else _conversation_for_window(contact, channel)
-        refusal = _window_refusal(window_conversation, policy)
-        if refusal:
-            raise refusal
-
     if template is not None:
         message_type = Message.Type.TEMPLATE
     elif files:
         message_type = files[0].category
     else:
         message_type = Message.Type.TEXT
+    return _Content(type=message_type, text=text, template=template, files=files)
 
+
+def _send_insert(*, membership: Membership, target: _Target, content: _Content, client_token, sender_kind: str,
+                 interactive: bool) -> Message:
+    """The outbox row (`pending`), its attachments claimed, the conversation touched; delivery
+    enqueued on commit. A client token that raced in twice makes one message."""
+    organization_id = membership.organization_id
     with transaction.atomic():
+        conversation = target.conversation
         if conversation is None:
-            conversation, _ = services.conversation_open_for(contact=contact, channel=channel)
+            conversation, _ = services.conversation_open_for(contact=target.contact, channel=target.channel)
         try:
             with transaction.atomic():
                 message = Message.objects.create(
                     organization_id=organization_id,
                     conversation=conversation,
-                    channel=channel,
+                    channel=target.channel,
                     direction=Message.Direction.OUTBOUND,
-                    type=message_type,
-                    text=text,
-                    template=(
-                        {"id": template.pk, "provider_id": template.provider_template_id, "variables": variables}
-                        if template is not None
-                        else None
-                    ),
+                    type=content.type,
+                    text=content.text,
+                    template=content.template,
                     client_token=client_token,
-                    status=Message.Status.PENDING,
+                    status=S.PENDING,
                     sender_kind=sender_kind,
                     sender=membership.user if sender_kind == Message.SenderKind.AGENT else None,
                     created_at=timezone.now(),
@@ -285,12 +280,14 @@ def message_send(
             if existing is None:
                 raise
             return existing
-        if files:
-            claimed = Attachment.objects.filter(pk__in=[f.pk for f in files], message__isnull=True).update(message=message)
-            if claimed != len(files):
+        if content.files:
+            claimed = Attachment.objects.filter(pk__in=[f.pk for f in content.files], message__isnull=True).update(
+                message=message
+            )
+            if claimed != len(content.files):
                 raise ServiceError("attachment_in_use", "An attachment is already attached to another message.")
         services.conversation_touch(conversation=conversation, message=message)
-        services.publish_message_created(message)
+        events.message_created(message)
         task = tasks.message_deliver_interactive_task if interactive else tasks.message_deliver_task
         broker.enqueue_on_commit(task, message.pk)
     return message
@@ -307,24 +304,20 @@ def message_retry(*, membership: Membership, message_id) -> Message:
     for refusal in (
         contact_refusal(contact, policy),
         channel_refusal(channel),
-        None if message.template else _window_refusal(message.conversation, policy),
+        None if message.template else window_refusal(message.conversation, policy),
     ):
         if refusal:
             raise refusal
     with transaction.atomic():
-        reset = Message.objects.filter(pk=message.pk, status__in=RETRYABLE).update(
-            status=Message.Status.PENDING,
-            error_code="",
-            error_reason="",
-            failed_at=None,
-            attempts=0,
-            next_attempt_at=None,
-            lease_until=None,
-            attempted_at=None,
+        reset = services.message_status_apply(
+            message=message,
+            status=S.PENDING,
+            guard=Q(status__in=RETRYABLE),
+            fields={"error_code": "", "error_reason": "", "failed_at": None, "attempts": 0, "next_attempt_at": None,
+                    "lease_until": None, "attempted_at": None},
         )
         if not reset:
             raise ServiceError("not_retryable", "Only failed or unconfirmed messages can be sent again.")
-        services.publish_message_status(message, Message.Status.PENDING)
         broker.enqueue_on_commit(tasks.message_deliver_task, message.pk)
     message.refresh_from_db()
     return message
@@ -348,76 +341,83 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
 def message_deliver(*, message_id: int) -> float | None:
     """Deliver one outbox row. Returns seconds after which the task should run again, or None.
 
-    Safe to run twice and concurrently: only the worker whose conditional UPDATE claims the row
+    Safe to run twice and concurrently: the claim is a conditional UPDATE, so only one worker
     sends, and the provider is called outside any transaction.
     """
     now = timezone.now()
     lease_until = now + lease_duration()
-    claimed = (
-        Message.objects.filter(pk=message_id, direction=Message.Direction.OUTBOUND, status=Message.Status.PENDING)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(status=Message.Status.SENDING, lease_until=lease_until, attempted_at=None)
+    probe = Message(pk=message_id)
+    claimed = services.message_status_apply(
+        message=probe,
+        status=S.SENDING,
+        guard=Q(direction=Message.Direction.OUTBOUND) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)),
+        fields={"lease_until": lease_until, "attempted_at": None},
+        # 'sending' is shown once a token is granted and the attempt is committed (below).
+        publish=False,
     )
     if not claimed:
         return None
     message = Message.objects.select_related("channel", "conversation__contact").get(pk=message_id)
-    mine = Message.objects.filter(pk=message_id, status=Message.Status.SENDING, lease_until=lease_until)
+    mine = Q(lease_until=lease_until)
     channel, contact = message.channel, message.conversation.contact
     policy = policy_of(channel)
 
     # The channel or the contact may have changed since the message was queued.
     refusal = channel_refusal(channel) or contact_refusal(contact, policy)
     if refusal:
-        _finish(message, mine, Message.Status.FAILED, error_code=refusal.code, error_reason=refusal.message)
+        _finish(message, mine, S.FAILED, error_code=refusal.code, error_reason=refusal.message)
         return None
 
     wait = _token_wait(ratelimit.channel_key(channel))
     if wait > 0:
-        mine.update(status=Message.Status.PENDING, lease_until=None, next_attempt_at=now + timedelta(seconds=wait))
+        services.message_status_apply(
+            message=message, status=S.PENDING, guard=mine, publish=False,
+            fields={"lease_until": None, "next_attempt_at": now + timedelta(seconds=wait)},
+        )
         return wait
 
     try:
         outbound = _outbound(message, channel, contact, policy)
-        adapter = registry.adapter_for(channel)
+        adapter = catalog.adapter_for(channel)
     except Exception:  # noqa: BLE001 - the provider was not called; say so instead of looping
         log.exception("message %s could not be prepared for sending", message_id)
-        _finish(message, mine, Message.Status.FAILED, error_code="internal",
+        _finish(message, mine, S.FAILED, error_code="internal",
                 error_reason=f"Failed to send via {policy.label}: the message could not be prepared.")
         return None
 
     # Committed before the call: from here a lost worker means "unknown", never a resend.
-    if not mine.update(attempted_at=timezone.now(), attempts=message.attempts + 1):
+    attempts = message.attempts + 1
+    if not Message.objects.filter(pk=message_id, status=S.SENDING).filter(mine).update(
+        attempted_at=timezone.now(), attempts=attempts
+    ):
         return None
     # Only now, with a token: a message waiting for the rate limiter is not shown as sending.
-    services.publish_message_status(message, Message.Status.SENDING)
-    attempts = message.attempts + 1
+    events.message_changed(message, S.SENDING)
     try:
         result = adapter.send(outbound)
     except PermanentSendError as exc:
-        _record_permanent(message, mine, channel, contact, policy, exc)
+        with transaction.atomic():
+            if _finish(message, mine, S.FAILED, error_code=exc.code or "refused", error_reason=exc.reason):
+                services.refusal_apply(message=message, effect=exc.effect, reason=exc.reason)
         return None
     except TransientSendError as exc:
         if attempts >= MAX_ATTEMPTS:
-            _finish(message, mine, Message.Status.FAILED, error_code="gave_up", error_reason=GAVE_UP.format(label=policy.label))
+            _finish(message, mine, S.FAILED, error_code="gave_up", error_reason=GAVE_UP.format(label=policy.label))
             return None
         delay = backoff_seconds(attempts, exc.retry_after)
-        if not mine.update(
-            status=Message.Status.PENDING,
-            lease_until=None,
-            next_attempt_at=timezone.now() + timedelta(seconds=delay),
-            # Kept while pending so people can see why it is waiting; cleared when it goes out.
-            error_code=exc.code[:40],
-            error_reason=exc.reason[:500],
+        # The reason is kept while pending so people can see why it is waiting; cleared when it goes out.
+        if not services.message_status_apply(
+            message=message, status=S.PENDING, guard=mine, error_code=exc.code, error_reason=exc.reason,
+            fields={"lease_until": None, "next_attempt_at": timezone.now() + timedelta(seconds=delay)},
         ):
             return None
-        services.publish_message_status(message, Message.Status.PENDING)
         return delay
     except UnknownSendError as exc:
-        _finish(message, mine, Message.Status.UNKNOWN, error_code=exc.code or "unknown", error_reason=exc.reason)
+        _finish(message, mine, S.UNKNOWN, error_code=exc.code or "unknown", error_reason=exc.reason)
         return None
     except Exception as exc:  # noqa: BLE001 - a bug after the request may have gone out
         log.exception("message %s: unexpected error while sending", message_id)
-        _finish(message, mine, Message.Status.UNKNOWN, error_code="unexpected",
+        _finish(message, mine, S.UNKNOWN, error_code="unexpected",
                 error_reason=f"Sending via {policy.label} failed unexpectedly ({type(exc).__name__}); "
                              "the message may or may not have been sent.")
         return None
@@ -438,17 +438,13 @@ def _token_wait(key: str) -> float:
 
 
 def _outbound(message: Message, channel: Channel, contact: Contact, policy: ChannelPolicy) -> OutboundMessage:
-    if policy.needs_phone:
-        to = contact.phone
-    else:
-        identity = contact.identities.filter(kind=policy.identity_kind).order_by("-pk").first()
-        to = identity.address if identity else ""
     template = message.template or {}
-    path = STATUS_CALLBACK_PATHS.get(channel.kind)
+    kind = catalog.KINDS[channel.kind]
+    hook = kind.webhook(kind.status_callback) if kind.status_callback else None
     # Meta: between 24 h and 7 days a reply is only allowed with the human agent tag.
-    tag = "" if template else reply_window_state(message.conversation, policy).tag
+    tag = "" if template else policy.window(message.conversation.last_inbound_at).tag
     return OutboundMessage(
-        to=to,
+        to=contact_selectors.contact_address(contact=contact, policy=policy),
         text="" if template else message.text,
         attachments=tuple(
             OutboundAttachment(
@@ -458,10 +454,10 @@ def _outbound(message: Message, channel: Channel, contact: Contact, policy: Chan
         ),
         template_id=template.get("provider_id", ""),
         template_variables=template.get("variables") or {},
-        status_callback=settings.PUBLIC_BASE_URL + path.format(uuid=channel.uuid) if path else "",
+        template_language=_template_language(template),
+        status_callback=settings.PUBLIC_BASE_URL + hook.path.format(uuid=channel.uuid) if hook else "",
         idempotency_key=f"parley-message-{message.pk}",
         tag=tag,
-        template_language=_template_language(template),
     )
 
 
@@ -469,9 +465,7 @@ def _template_language(template: dict) -> str:
     """WhatsApp Cloud names a template by name and language; the language stays on the template."""
     if not template.get("id"):
         return ""
-    return (
-        MessageTemplate.objects.filter(pk=template["id"]).values_list("language", flat=True).first() or ""
-    )
+    return template_selectors.message_template_language(template_id=template["id"]) or ""
 
 
 def _record_sent(message: Message, channel: Channel, external_id: str) -> None:
@@ -479,50 +473,17 @@ def _record_sent(message: Message, channel: Channel, external_id: str) -> None:
         Message.objects.filter(pk=message.pk).update(external_id=external_id or None, lease_until=None,
                                                      error_code="", error_reason="")
         message.external_id = external_id
-        services.message_status_apply(message=message, status=Message.Status.SENT)
-    if not external_id:
-        return
-    from apps.providers import inbound
-
-    # Statuses that arrived before we knew the provider id wait for it.
-    for event_id in inbound.deferred_event_ids(channel_id=channel.pk, external_id=external_id):
-        try:
-            inbound.event_process(event_id)
-        except Exception:  # noqa: BLE001 - the inbound sweep retries it
-            log.exception("deferred event %s could not be applied", event_id)
+        services.message_status_apply(message=message, status=S.SENT)
+    if external_id:
+        inbound.deferred_statuses_apply(channel_id=channel.pk, external_id=external_id)
 
 
-def _record_permanent(message, mine, channel, contact, policy, exc: PermanentSendError) -> None:
-    with transaction.atomic():
-        _finish(message, mine, Message.Status.FAILED, error_code=exc.code or "refused", error_reason=exc.reason)
-        if exc.effect == "configuration":
-            channel_services.channel_mark_error(channel=channel, reason=exc.reason)
-        elif exc.effect == "opted_out":
-            contact_services.contact_whatsapp_opt_out(contact=contact, reason=exc.reason)
-        elif exc.effect == "blocked":
-            contact_services.contact_whatsapp_block(contact=contact, reason=exc.reason)
-        elif exc.effect == "window" and policy.reply_window is not None:
-            # Our record said the window was open; the provider knows better.
-            closed = Conversation.objects.filter(
-                pk=message.conversation_id, last_inbound_at__gt=timezone.now() - policy.reply_window
-            ).update(last_inbound_at=None)
-            if closed:
-                services.publish_conversation_of(message)
-
-
-def _finish(message: Message, mine, status: str, *, error_code: str = "", error_reason: str = "") -> bool:
+def _finish(message: Message, mine: Q, status: str, *, error_code: str = "", error_reason: str = "") -> bool:
     """Leave `sending` for a final status, only if this worker still holds the claim."""
-    now = timezone.now()
-    fields = {"status": status, "lease_until": None, "error_code": error_code[:40], "error_reason": error_reason[:500]}
-    if status == Message.Status.FAILED:
-        fields["failed_at"] = now
-    with transaction.atomic():
-        if not mine.update(**fields):
-            return False
-        for name, value in fields.items():
-            setattr(message, name, value)
-        services.publish_message_status(message, status)
-    return True
+    return services.message_status_apply(
+        message=message, status=status, guard=Q(status=S.SENDING) & mine, error_code=error_code,
+        error_reason=error_reason, fields={"lease_until": None},
+    )
 
 
 # Outbox sweep --------------------------------------------------------------------------------
@@ -531,28 +492,27 @@ def _finish(message: Message, mine, status: str, *, error_code: str = "", error_
 def outbox_sweep(*, now=None, limit: int = 500) -> dict[str, int]:
     """Recover what a lost task or a dead worker left behind. Returns counts for the log."""
     now = now or timezone.now()
-    expired = Message.objects.filter(
-        direction=Message.Direction.OUTBOUND, status=Message.Status.SENDING, lease_until__lt=now
-    )
+    expired = Message.objects.filter(direction=Message.Direction.OUTBOUND, status=S.SENDING, lease_until__lt=now)
     requeued = unknown = 0
     for row in expired.values("pk", "organization_id", "channel_id", "conversation_id", "attempted_at")[:limit]:
-        still = Message.objects.filter(pk=row["pk"], status=Message.Status.SENDING, lease_until__lt=now)
         probe = Message(pk=row["pk"], organization_id=row["organization_id"], channel_id=row["channel_id"],
                         conversation_id=row["conversation_id"])
+        lapsed = Q(status=S.SENDING, lease_until__lt=now)
         if row["attempted_at"] is None:
             # The worker died before calling the provider: sending again is safe.
-            if still.filter(attempted_at__isnull=True).update(status=Message.Status.PENDING, lease_until=None,
-                                                              next_attempt_at=now):
+            if services.message_status_apply(
+                message=probe, status=S.PENDING, guard=lapsed & Q(attempted_at__isnull=True),
+                fields={"lease_until": None, "next_attempt_at": now},
+            ):
                 requeued += 1
-                services.publish_message_status(probe, Message.Status.PENDING)
-        elif still.exclude(attempted_at__isnull=True).update(
-            status=Message.Status.UNKNOWN, lease_until=None, error_code="interrupted", error_reason=INTERRUPTED
+        elif services.message_status_apply(
+            message=probe, status=S.UNKNOWN, guard=lapsed & Q(attempted_at__isnull=False), error_code="interrupted",
+            error_reason=INTERRUPTED, fields={"lease_until": None},
         ):
             unknown += 1
-            services.publish_message_status(probe, Message.Status.UNKNOWN)
 
     due = (
-        Message.objects.filter(direction=Message.Direction.OUTBOUND, status=Message.Status.PENDING)
+        Message.objects.filter(direction=Message.Direction.OUTBOUND, status=S.PENDING)
         .filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True, created_at__lt=now - LOST_TASK_AFTER))
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]

@@ -1,33 +1,45 @@
-"""Writes on conversations and messages shared by every channel: opening conversations,
-recording inbound messages, and moving message statuses forward. Outbound sending lives in
-`sending.py`."""
+"""The one writer of `Conversation` and `Message` (with `inbound.py` and `sending.py`, which
+call these): opening conversations, recording messages, moving statuses, applying what a
+provider's refusal means, and the conversation's own fields. Every change is announced through
+`events` after commit."""
+
+from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.contacts import services as contact_services
+from apps.conversations import events
 from apps.conversations.models import Conversation, ConversationRead, Message
 from apps.core.errors import ServiceError
-from apps.inbox import broadcast
+from apps.providers import catalog
+from apps.providers import services as channel_services
+from apps.providers.kinds.base import BLOCKED, CONFIGURATION, OPT_OUT, WINDOW_CLOSED
 
-# A status only moves forward. `failed` ends a message that was never delivered; a later
-# `delivered` or `read` means it arrived after all. Equal or lower ranks are no-ops.
-STATUS_RANK = {
-    Message.Status.PENDING: 0,
-    Message.Status.SENDING: 1,
-    Message.Status.UNKNOWN: 1,
-    Message.Status.SENT: 2,
-    Message.Status.FAILED: 3,
-    Message.Status.DELIVERED: 4,
-    Message.Status.READ: 5,
+S = Message.Status
+
+# A provider's report only moves a status forward: pending < sending < sent < delivered < read.
+# `failed` ends a message that was never delivered; a later `delivered` or `read` means it
+# arrived after all. Equal or lower ranks are no-ops.
+STATUS_RANK = {S.PENDING: 0, S.SENDING: 1, S.UNKNOWN: 1, S.SENT: 2, S.FAILED: 3, S.DELIVERED: 4, S.READ: 5}
+# Every move a message may make: the statuses it may leave for each status. Forward by rank
+# (reports from providers, the send's answer), plus the outbox's own moves: a claim
+# (pending → sending), a release (sending → pending: rate limited, transient error, lost worker),
+# an interrupted send (sending → unknown) and an agent's retry (failed or unknown → pending).
+TRANSITIONS = {
+    status: {lower for lower, lower_rank in STATUS_RANK.items() if lower_rank < rank}
+    for status, rank in STATUS_RANK.items()
 }
-STATUS_TIMESTAMP = {
-    Message.Status.SENT: "sent_at",
-    Message.Status.DELIVERED: "delivered_at",
-    Message.Status.READ: "read_at",
-    Message.Status.FAILED: "failed_at",
-}
+TRANSITIONS[S.PENDING] = {S.SENDING, S.FAILED, S.UNKNOWN}
+TRANSITIONS[S.UNKNOWN] = {S.SENDING}
+STATUS_TIMESTAMP = {S.SENT: "sent_at", S.DELIVERED: "delivered_at", S.READ: "read_at", S.FAILED: "failed_at"}
 PREVIEW_LENGTH = 120
+UNSENT_PREVIEW = "This message was unsent"
+
+
+# Conversations -------------------------------------------------------------------------------
 
 
 def conversation_open_for(*, contact, channel) -> tuple[Conversation, bool]:
@@ -81,98 +93,13 @@ def conversation_touch(*, conversation: Conversation, message: Message) -> None:
         setattr(conversation, name, value)
 
 
-def message_record_inbound(*, conversation: Conversation, external_id: str, **fields) -> tuple[Message, bool]:
-    """Insert an inbound message once; the same provider id again returns the first row."""
-    existing = Message.objects.filter(channel_id=conversation.channel_id, external_id=external_id).first()
-    if existing:
-        return existing, False
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                organization_id=conversation.organization_id,
-                conversation=conversation,
-                channel_id=conversation.channel_id,
-                direction=Message.Direction.INBOUND,
-                external_id=external_id,
-                status=Message.Status.RECEIVED,
-                sender_kind=Message.SenderKind.CONTACT,
-                created_at=fields.pop("created_at", None) or timezone.now(),
-                **fields,
-            )
-    except IntegrityError:
-        return Message.objects.get(channel_id=conversation.channel_id, external_id=external_id), False
-    conversation_touch(conversation=conversation, message=message)
-    publish_message_created(message)
-    return message, True
-
-
-def message_status_apply(*, message: Message, status: str, error_code: str = "", error_reason: str = "") -> bool:
-    """Move a message's status forward, atomically. Returns False for an equal or lower rank."""
-    rank = STATUS_RANK[status]
-    lower = [s for s, r in STATUS_RANK.items() if r < rank]
-    now = timezone.now()
-    fields = {"status": status}
-    if status in STATUS_TIMESTAMP:
-        fields[STATUS_TIMESTAMP[status]] = now
-    if status == Message.Status.FAILED:
-        fields.update(error_code=error_code[:40], error_reason=error_reason[:500])
-    if status in (Message.Status.DELIVERED, Message.Status.READ):
-        fields.update(error_code="", error_reason="")
-    updated = Message.objects.filter(pk=message.pk, status__in=lower).update(**fields)
-    if not updated:
-        return False
-    for name, value in fields.items():
-        setattr(message, name, value)
-    publish_message_status(message, status)
-    return True
-
-
-# Live events, published after commit (ids only; see apps/inbox/broadcast.py) ----------------
-
-
-def _message_ids(message: Message) -> dict:
-    return {
-        "organization_id": message.organization_id,
-        "channel_id": message.channel_id,
-        "conversation_id": message.conversation_id,
-    }
-
-
-def publish_message_created(message: Message) -> None:
-    ids = _message_ids(message)
-    transaction.on_commit(lambda: broadcast.message_created(message_id=message.pk, **ids))
-    # For integrations; the inbox's message_created frame already carries the row.
-    transaction.on_commit(lambda: broadcast.conversation_updated(**ids, after_message=True))
-
-
-def publish_message_status(message: Message, status: str | None = None) -> None:
-    """A message's status, error or reactions changed: its status area re-renders."""
-    ids = _message_ids(message)
-    status = status or message.status
-    transaction.on_commit(lambda: broadcast.message_status_changed(message_id=message.pk, status=status, **ids))
-
-
-def publish_conversation_of(message: Message) -> None:
-    ids = _message_ids(message)
-    transaction.on_commit(lambda: broadcast.conversation_updated(**ids))
-
-
-def _publish_conversation(conversation: Conversation) -> None:
-    ids = {
-        "organization_id": conversation.organization_id,
-        "channel_id": conversation.channel_id,
-        "conversation_id": conversation.pk,
-    }
-    transaction.on_commit(lambda: broadcast.conversation_updated(**ids))
-
-
 @transaction.atomic
 def conversation_assign(*, conversation: Conversation, assignee, membership) -> Conversation:
     if assignee is not None and not assignee.memberships.filter(organization_id=conversation.organization_id).exists():
         raise ServiceError("assignee_not_member", "That person is not a member of this organization.", status=404)
     conversation.assignee = assignee
     conversation.save(update_fields=["assignee", "updated_at"])
-    _publish_conversation(conversation)
+    events.conversation_changed(conversation)
     return conversation
 
 
@@ -190,10 +117,157 @@ def conversation_set_status(*, conversation: Conversation, status: str) -> Conve
             raise ServiceError("already_open", "This contact already has an open conversation on this channel.", status=409)
     conversation.status = status
     conversation.save(update_fields=["status", "updated_at"])
-    _publish_conversation(conversation)
+    events.conversation_changed(conversation)
     return conversation
 
 
 def conversation_mark_read(*, conversation: Conversation, user) -> None:
     now = timezone.now()
     ConversationRead.objects.update_or_create(conversation=conversation, user=user, defaults={"last_read_at": now})
+
+
+# Messages ------------------------------------------------------------------------------------
+
+
+def message_record(*, conversation: Conversation, direction: str, external_id: str | None = None,
+                   **fields) -> tuple[Message, bool]:
+    """Insert a message once: a provider id already recorded on the channel returns that row.
+    Inbound messages arrive `received` from the contact; outbound ones recorded here (an echo
+    of a send from the provider's own apps) arrive `sent`. Touches the conversation and
+    announces the message."""
+    if external_id:
+        existing = Message.objects.filter(channel_id=conversation.channel_id, external_id=external_id).first()
+        if existing:
+            return existing, False
+    inbound = direction == Message.Direction.INBOUND
+    now = timezone.now()
+    fields.setdefault("status", S.RECEIVED if inbound else S.SENT)
+    fields.setdefault("sender_kind", Message.SenderKind.CONTACT if inbound else Message.SenderKind.AGENT)
+    if fields["status"] == S.SENT:
+        fields.setdefault("sent_at", now)
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                organization_id=conversation.organization_id,
+                conversation=conversation,
+                channel_id=conversation.channel_id,
+                direction=direction,
+                external_id=external_id or None,
+                created_at=fields.pop("created_at", None) or now,
+                **fields,
+            )
+    except IntegrityError:
+        if not external_id:
+            raise
+        return Message.objects.get(channel_id=conversation.channel_id, external_id=external_id), False
+    conversation_touch(conversation=conversation, message=message)
+    events.message_created(message)
+    return message, True
+
+
+def message_record_inbound(*, conversation: Conversation, external_id: str, **fields) -> tuple[Message, bool]:
+    """Insert an inbound message once; the same provider id again returns the first row."""
+    return message_record(conversation=conversation, direction=Message.Direction.INBOUND, external_id=external_id,
+                          **fields)
+
+
+def message_status_apply(
+    *,
+    message: Message,
+    status: str,
+    error_code: str = "",
+    error_reason: str = "",
+    guard: Q | None = None,
+    fields: dict | None = None,
+    publish: bool = True,
+) -> bool:
+    """The one way a message's status changes, atomically: only along `TRANSITIONS` (a
+    provider's report only moves forward; the outbox's claim, release and retry are listed
+    there too), and only while `guard` holds (the outbox's lease). Sets the status's time
+    (a message read before we heard it was delivered was delivered then), the error of a
+    failure, and any other `fields`. Returns False when the move is not allowed now."""
+    now = timezone.now()
+    values = {"status": status, **(fields or {})}
+    if status in STATUS_TIMESTAMP:
+        values[STATUS_TIMESTAMP[status]] = now
+    if status == S.FAILED or error_code or error_reason:
+        values.update(error_code=error_code[:40], error_reason=error_reason[:500])
+    if status in (S.DELIVERED, S.READ):
+        values.update(error_code="", error_reason="")
+    rows = Message.objects.filter(pk=message.pk, status__in=TRANSITIONS[status])
+    if guard is not None:
+        rows = rows.filter(guard)
+    # A message read before we heard it was delivered was delivered then, at the latest.
+    delivered = {"delivered_at": Coalesce(F("delivered_at"), Value(now))} if status == S.READ else {}
+    if not rows.update(**values, **delivered):
+        return False
+    for name, value in values.items():
+        setattr(message, name, value)
+    if delivered:
+        message.delivered_at = message.delivered_at or now
+    if publish:
+        events.message_changed(message, status)
+    return True
+
+
+def message_react(*, message: Message, emoji: str, by: str = "contact", remove: bool = False) -> bool:
+    """A reaction added (or removed) on a message, shown on it. Returns whether it changed."""
+    with transaction.atomic():
+        locked = Message.objects.select_for_update().filter(pk=message.pk).first()
+        if locked is None:
+            return False
+        reactions = [r for r in locked.reactions or [] if r.get("by") != by]
+        if not remove and emoji:
+            reactions.append({"emoji": emoji, "by": by, "at": timezone.now().isoformat()})
+        if reactions == (locked.reactions or []):
+            return False
+        Message.objects.filter(pk=message.pk).update(reactions=reactions)
+        message.reactions = reactions
+        events.message_changed(message)
+        return True
+
+
+def message_unsend(*, message: Message) -> bool:
+    """The customer took a message back: the row stays, shown as removed, and the list's
+    preview stops showing what they wrote."""
+    with transaction.atomic():
+        if not Message.objects.filter(pk=message.pk, deleted_at__isnull=True).update(deleted_at=timezone.now()):
+            return False
+        message.deleted_at = timezone.now()
+        Conversation.objects.filter(pk=message.conversation_id, last_message_at=message.created_at).update(
+            last_message_preview=UNSENT_PREVIEW
+        )
+        events.message_changed(message)
+        return True
+
+
+# What a provider's refusal means -------------------------------------------------------------
+
+
+def refusal_apply(*, message: Message, effect: str, reason: str) -> None:
+    """Carry out what a refusal says about the channel, the contact or the conversation,
+    whichever pipeline met it (a refused send, or a failed status callback), and announce it.
+    `effect` is one of the effects the kind's classifier names."""
+    if not effect:
+        return
+    channel = message.channel
+    kind = catalog.KINDS.get(channel.kind)
+    policy = kind.policy if kind is not None else None
+    if effect == CONFIGURATION:
+        channel_services.channel_credentials_refused(channel=channel, reason=reason)
+    elif effect in (OPT_OUT, BLOCKED) and policy is not None:
+        contact = message.conversation.contact
+        record = contact_services.consent_opt_out if effect == OPT_OUT else contact_services.consent_block
+        record(contact=contact, kind=policy.identity_kind, reason=reason)
+    elif effect == WINDOW_CLOSED and policy is not None and policy.reply_window is not None:
+        # Our record said the window was open; the provider knows better.
+        closed = Conversation.objects.filter(
+            pk=message.conversation_id, last_inbound_at__gt=timezone.now() - policy.reply_window
+        ).update(last_inbound_at=None)
+        if closed:
+            events.conversation_of_message_changed(message)
+
+
+def statuses_moved(messages: Iterable[Message], status: str) -> int:
+    """Receipts for several messages at once (watermarks): each moves forward on its own."""
+    return sum(message_status_apply(message=message, status=status) for message in messages)

@@ -14,6 +14,9 @@ import logging
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from apps.conversations.events import CONVERSATION_UPDATED, MESSAGE_CREATED, MESSAGE_STATUS_CHANGED
+from apps.inbox import live
+
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +66,19 @@ def conversation_updated(
     )
 
 
+def publish(event) -> None:
+    """The subscriber of `conversations.events`: one committed change, published to the
+    organization's sockets with its fragments rendered once."""
+    ids = {"organization_id": event.organization_id, "channel_id": event.channel_id,
+           "conversation_id": event.conversation_id}
+    if event.type == MESSAGE_CREATED:
+        message_created(message_id=event.message_id, **ids)
+    elif event.type == MESSAGE_STATUS_CHANGED:
+        message_status_changed(message_id=event.message_id, status=event.status, **ids)
+    elif event.type == CONVERSATION_UPDATED:
+        conversation_updated(after_message=event.after_message, **ids)
+
+
 def access_changed(*, organization_id: int) -> None:
     """A membership or a channel permission changed: open sockets reload what their member sees."""
     layer = get_channel_layer()
@@ -82,8 +98,6 @@ def _send(organization_id: int, event_type: str, channel_id: int, *, ids: dict, 
         return
     event = {"type": event_type, "organization_id": organization_id, "channel_id": channel_id, **ids}
     try:
-        from apps.inbox import live  # live reads through conversations, which imports this module
-
         event.update(render(live))
     except Exception:  # noqa: BLE001 - without fragments the pages fetch what changed
         log.warning("rendering %s failed; clients will fetch it", event_type, exc_info=True)

@@ -17,6 +17,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.accounts import selectors as account_selectors
 from apps.accounts.middleware import SESSION_KEY
+from apps.conversations import services as conversation_services
+from apps.conversations.models import Conversation
 from apps.inbox import broadcast, live
 from apps.providers import selectors as channel_selectors
 
@@ -228,6 +230,8 @@ class InboxConsumer(OrganizationConsumer):
             await asyncio.sleep(READ_MARK_DELAY_S)
         self.read_pending = None
         try:
-            await database_sync_to_async(live.watcher_read)(conversation_id=self.watching, user=self.membership.user)
+            await database_sync_to_async(conversation_services.conversation_mark_read)(
+                conversation=Conversation(pk=self.watching), user=self.membership.user
+            )
         except Exception:  # noqa: BLE001 - the badge comes back on the next page load at worst
             log.warning("marking the watched conversation read failed", exc_info=True)

@@ -15,9 +15,8 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership
 from apps.conversations import selectors as conversation_selectors
-from apps.conversations import services as conversation_services
 from apps.conversations.models import Conversation, Message
-from apps.providers.policies import POLICIES
+from apps.providers import catalog
 
 
 @dataclass(frozen=True)
@@ -132,11 +131,6 @@ def resync_hint(fragment: str) -> str:
     return f'<div hx-swap-oob="beforeend:#live"><span data-resync="{fragment}"></span></div>'
 
 
-def watcher_read(*, conversation_id: int, user) -> None:
-    """The watcher has the conversation open while messages arrive: one write, no render."""
-    conversation_services.conversation_mark_read(conversation=Conversation(pk=conversation_id), user=user)
-
-
 def _state(conversation: Conversation) -> dict:
     return {"status": conversation.status, "assignee_id": conversation.assignee_id}
 
@@ -162,12 +156,10 @@ def _within_limit(fragments: dict, *, state: dict) -> dict:
 
 
 def _window_banner(conversation: Conversation) -> str:
-    from apps.conversations import sending
-
-    policy = POLICIES.get(conversation.channel.kind)
-    if policy is None or policy.reply_window is None:
+    kind = catalog.kind_of(conversation.channel.kind)
+    if kind is None or kind.policy.reply_window is None:
         return ""
-    window = sending.reply_window_state(conversation, policy)
+    window = kind.policy.window(conversation.last_inbound_at)
     return oob(render_to_string("inbox/_window_banner.html", {"window": window, "conversation": conversation}), "outerHTML")
 
 

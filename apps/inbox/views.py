@@ -5,12 +5,10 @@ Views parse input, call selectors and services, and render. A full request rende
 an htmx request renders only the partial its target names.
 """
 
-import functools
 import json
 import uuid
 from urllib.parse import urlencode
 
-from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpResponse
@@ -21,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget, trigger_client_event
 
 from apps.accounts import selectors as account_selectors
+from apps.accounts.decorators import member_required
 from apps.contacts import selectors as contact_selectors
 from apps.conversations import attachments as attachment_services
 from apps.conversations import receipts
@@ -31,39 +30,12 @@ from apps.conversations.models import Conversation
 from apps.core.errors import NotFound, ServiceError
 from apps.core.pagination import paginate
 from apps.inbox.forms import VIEWS, AssignForm, ListFilterForm, SendForm, StatusForm
-from apps.inbox.templatetags.inbox_tags import channel_family
 from apps.providers import selectors as channel_selectors
 from apps.providers import services as provider_services
-from apps.providers.policies import POLICIES
+from apps.providers import catalog
 
 LIST_PAGE = 50
 MESSAGE_PAGE = 50
-# Channel kinds grouped as agents think of them; the first three always show in "New message".
-FAMILIES = [
-    ("whatsapp", "WhatsApp"),
-    ("email", "Email"),
-    ("telegram", "Telegram"),
-    ("sms", "SMS"),
-    ("messenger", "Messenger"),
-    ("instagram", "Instagram"),
-]
-ALWAYS_LISTED = {"whatsapp", "email", "telegram"}
-
-
-def member_required(view):
-    """Signed in and working in an organization; a service's NotFound answers 404."""
-
-    @login_required
-    @functools.wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if request.membership is None:
-            return render(request, "accounts/no_organization.html", status=403)
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(exc.message) from None
-
-    return wrapped
 
 
 # Inbox ---------------------------------------------------------------------------------------
@@ -248,26 +220,19 @@ def new_message(request):
     Telegram (disabled with a sentence when not configured)."""
     channels = list(channel_selectors.channel_list_visible(membership=request.membership))
     options = []
-    for family, label in FAMILIES:
-        members = [c for c in channels if channel_family(c.kind) == family]
-        if not members and family not in ALWAYS_LISTED:
+    for family in catalog.families():
+        members = [c for c in channels if catalog.family_of(c.kind) == family]
+        if not members and not family.always_listed:
             continue
-        not_configured = f"{label} is not configured for this organization."
+        not_configured = f"{family.label} is not configured for this organization."
         entries = []
         for channel in members:
             ready, sentence = provider_services.channel_readiness(channel)
-            ready = ready and channel.kind in POLICIES
             entries.append({"channel": channel, "ready": ready, "sentence": "" if ready else not_configured,
                             "detail": "" if ready else sentence})
-        options.append(
-            {
-                "family": family,
-                "label": label,
-                "entries": entries,
-                "ready": any(entry["ready"] for entry in entries),
-                "sentence": "" if any(entry["ready"] for entry in entries) else not_configured,
-            }
-        )
+        ready = any(entry["ready"] for entry in entries)
+        options.append({"family": family.key, "label": family.label, "entries": entries, "ready": ready,
+                        "sentence": "" if ready else not_configured})
     return render(request, "inbox/new.html", {"options": options})
 
 
@@ -375,14 +340,13 @@ def _message_page(conversation, *, before=None):
 
 def _contact_conversation(membership, channel, contact):
     """The contact's conversation on this channel: the open one, else the latest."""
-    conversations = conversation_selectors.conversation_list(membership=membership, channel_id=channel.pk).filter(
-        contact_id=contact.pk
+    return conversation_selectors.conversation_current(
+        contact=contact, channel=channel, within=conversation_selectors.conversation_list(membership=membership)
     )
-    return conversations.exclude(status=Conversation.Status.RESOLVED).first() or conversations.order_by("-pk").first()
 
 
 def _thread_context(request, conversation, policy) -> dict:
-    window = sending.reply_window_state(conversation, policy) if policy.reply_window is not None else None
+    window = policy.window(conversation.last_inbound_at if conversation else None) if policy.reply_window else None
     if conversation is None:
         return {"thread": [], "older_than": None, "window": window, "viewer": request.user}
     messages, older_than = _message_page(conversation)

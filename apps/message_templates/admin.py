@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.core.admin import OrganizationScopedAdmin
+from apps.accounts.admin import OrganizationScopedAdmin
 from apps.message_templates.models import MessageTemplate
 
 

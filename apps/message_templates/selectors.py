@@ -22,3 +22,7 @@ def message_template_get(*, organization_id: int, template_id) -> MessageTemplat
     if template is None:
         raise NotFound("Template not found.")
     return template
+
+
+def message_template_language(*, template_id: int) -> str | None:
+    return MessageTemplate.objects.filter(pk=template_id).values_list("language", flat=True).first()

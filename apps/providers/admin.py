@@ -5,48 +5,148 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.utils.text import Truncator
 
-from apps.core.admin import OrganizationScopedAdmin
+from apps.accounts.admin import OrganizationScopedAdmin
 from apps.core.errors import ServiceError
-from apps.providers import inbound, services
-from apps.providers.forms import TWILIO_KINDS, ChannelAdminForm
+from apps.providers import catalog, events, services
 from apps.providers.models import Channel, InboundEvent, MetaAppConfig
+
+SECRET_STATE = "secret_state_"
+
+
+class ChannelAdminForm(forms.ModelForm):
+    """The channel and its kind's credentials (catalog). Secrets are write-only: the page says
+    whether each is set and offers a field to replace it; the stored value never reaches it."""
+
+    enabled = forms.BooleanField(label="Enabled", required=False, initial=True, help_text="Off: the channel does not send.")
+
+    class Meta:
+        model = Channel
+        fields = ["organization", "kind", "name", "settings"]
+
+    kind_key = ""  # set on the class built for one kind (ChannelAdmin.get_form)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["enabled"].initial = self.instance.status != Channel.Status.DISABLED
+            self.fields["kind"].disabled = True  # a channel keeps its kind; connect a new one instead
+        kind = catalog.kind_of(self.kind_key)
+        for credential in kind.credentials if kind else ():
+            if credential.secret:
+                self.fields[f"replace_{credential.name}"] = forms.CharField(
+                    label=f"Replace {credential.label[:1].lower()}{credential.label[1:]}",
+                    required=False,
+                    strip=True,
+                    # render_value=False: a submitted secret is not echoed back even when the form has errors.
+                    widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+                    help_text=f"{credential.help} Leave empty to keep the stored value.".strip(),
+                )
+            else:
+                self.fields[credential.name] = forms.CharField(
+                    label=credential.label, required=False, max_length=credential.max_length, help_text=credential.help,
+                    initial=(self.instance.config or {}).get(credential.name, "") if self.instance.pk else "",
+                )
+
+    def credential_values(self) -> dict:
+        """What was submitted for the kind's credentials, by credential name."""
+        kind = catalog.kind_of(self.kind_key)
+        values = {}
+        for credential in kind.credentials if kind else ():
+            field = f"replace_{credential.name}" if credential.secret else credential.name
+            values[credential.name] = self.cleaned_data.get(field, "") or ""
+        return values
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.kind_key and not self.errors:
+            stored = self.instance if self.instance.pk else Channel()
+            try:
+                services.credentials_clean(
+                    self.kind_key, self.credential_values(), config=stored.config or {}, secrets=stored.secrets or {},
+                    creating=not self.instance.pk,
+                )
+            except services.CredentialsInvalid as exc:
+                for name, sentence in exc.fields.items():
+                    secret = next((c.secret for c in catalog.KINDS[self.kind_key].credentials if c.name == name), False)
+                    self.add_error(f"replace_{name}" if secret else name, sentence)
+        return cleaned
 
 
 @admin.register(Channel)
 class ChannelAdmin(OrganizationScopedAdmin):
     form = ChannelAdminForm
-    list_display = ["name", "organization", "kind", "status", "status_reason", "auth_token_state", "updated_at"]
+    list_display = ["name", "organization", "kind", "status", "status_reason", "secrets_state", "updated_at"]
     list_filter = ["kind", "status"]
     search_fields = ["name", "organization__name", "uuid"]
     list_select_related = ["organization"]
-    readonly_fields = ["uuid", "status", "status_reason", "auth_token_state", "created_at", "updated_at"]
-    fieldsets = [
-        (None, {"fields": ["organization", "kind", "name", "uuid", "enabled", "status", "status_reason"]}),
-        ("Provider account", {"fields": ["account_sid", "sender", "auth_token_state", "replace_auth_token"]}),
-        ("Behaviour", {"fields": ["settings"], "classes": ["collapse"]}),
-        (None, {"fields": ["created_at", "updated_at"]}),
-    ]
 
-    @admin.display(description="Auth token")
-    def auth_token_state(self, channel: Channel) -> str:
-        # Says whether a token is stored; never the token, not even part of it.
-        return "set" if channel.pk and channel.secrets.get("auth_token") else "not set"
+    def _kind(self, request, obj) -> str:
+        if obj is not None and obj.pk:
+            return obj.kind
+        return request.POST.get("kind") or request.GET.get("kind") or ""
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kind = self._kind(request, obj)
+        form = type(f"{kind.title().replace('_', '')}ChannelAdminForm", (ChannelAdminForm,), {"kind_key": kind})
+        kwargs["fields"] = None
+        return super().get_form(request, obj, change=change, form=form, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        kind = catalog.kind_of(self._kind(request, obj))
+        secrets = [SECRET_STATE + c.name for c in kind.credentials if c.secret] if kind else []
+        return ["uuid", "status", "status_reason", *secrets, "created_at", "updated_at"]
+
+    def get_fieldsets(self, request, obj=None):
+        kind = catalog.kind_of(self._kind(request, obj))
+        credentials = []
+        for credential in kind.credentials if kind else ():
+            if credential.secret:
+                credentials += [SECRET_STATE + credential.name, f"replace_{credential.name}"]
+            else:
+                credentials.append(credential.name)
+        fieldsets = [(None, {"fields": ["organization", "kind", "name", "uuid", "enabled", "status", "status_reason"]})]
+        if credentials:
+            fieldsets.append(("Provider account", {"fields": credentials}))
+        elif obj is None:
+            fieldsets.append(("Provider account", {"fields": [], "description": "Choose the kind and save: its "
+                                                   "credentials are asked for next."}))
+        fieldsets += [("Behaviour", {"fields": ["settings"], "classes": ["collapse"]}),
+                      (None, {"fields": ["created_at", "updated_at"]})]
+        return fieldsets
+
+    def __getattr__(self, name: str):
+        # "set" / "not set" for each secret of the kind: never the secret, not even part of it.
+        if name.startswith(SECRET_STATE):
+            secret = name[len(SECRET_STATE):]
+            credential = next((c for kind in catalog.KINDS.values() for c in kind.credentials if c.name == secret), None)
+
+            def state(channel) -> str:
+                return "set" if channel is not None and channel.pk and (channel.secrets or {}).get(secret) else "not set"
+
+            state.short_description = credential.label if credential else secret
+            return state
+        raise AttributeError(name)
+
+    @admin.display(description="Secrets")
+    def secrets_state(self, channel: Channel) -> str:
+        kind = catalog.kind_of(channel.kind)
+        names = [c for c in kind.credentials if c.secret] if kind else []
+        return ", ".join(f"{c.label}: {'set' if (channel.secrets or {}).get(c.name) else 'not set'}" for c in names)
 
     def save_model(self, request, obj, form, change):
-        obj.save()
-        if obj.kind in TWILIO_KINDS:
-            services.channel_configure_twilio(
-                channel=obj,
-                account_sid=form.cleaned_data["account_sid"],
-                sender=form.cleaned_data["sender"],
-                auth_token=form.new_auth_token,
-                enabled=form.cleaned_data["enabled"],
+        enabled = form.cleaned_data["enabled"]
+        if not change:
+            created = services.channel_create(
+                organization=obj.organization, kind=obj.kind, name=obj.name, values=form.credential_values(),
+                enabled=enabled,
             )
+            Channel.objects.filter(pk=created.pk).update(settings=obj.settings or {})
+            obj.pk, obj._state.adding = created.pk, False
             obj.refresh_from_db()
-        else:
-            status = Channel.Status.ACTIVE if form.cleaned_data["enabled"] else Channel.Status.DISABLED
-            if status != obj.status and not (status == Channel.Status.ACTIVE and obj.status == Channel.Status.ERROR):
-                Channel.objects.filter(pk=obj.pk).update(status=status, status_reason="")
+            return
+        obj.save()
+        services.channel_configure(channel=obj, values=form.credential_values(), enabled=enabled)
+        obj.refresh_from_db()
 
 
 @admin.register(InboundEvent)
@@ -89,7 +189,7 @@ class InboundEventAdmin(OrganizationScopedAdmin):
         replayed, refused, failed = 0, 0, 0
         for event in queryset.order_by("received_at", "pk"):
             try:
-                inbound.event_replay(event)
+                events.event_replay(event)
             except ServiceError:
                 refused += 1
             except Exception:  # noqa: BLE001 - recorded on the event (state failed, last_error)

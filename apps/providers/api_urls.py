@@ -5,9 +5,4 @@ from apps.providers import api
 urlpatterns = [
     path("channels/", api.ChannelListApi.as_view(), name="api-channel-list"),
     path("channels/<int:channel_id>/", api.ChannelDetailApi.as_view(), name="api-channel-detail"),
-    path(
-        "channels/<int:channel_id>/eligible-contacts/",
-        api.ChannelEligibleContactsApi.as_view(),
-        name="api-channel-eligible-contacts",
-    ),
 ]

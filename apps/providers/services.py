@@ -1,23 +1,38 @@
-"""Writes and checks on channels: readiness to send, error marking, Twilio configuration.
+"""Writes and checks on channels: readiness to send, what a refused credential means,
+configuring a channel from its kind's credentials, and behaviour switches.
 
 Secrets are write-only: nothing here returns, logs or renders them.
 """
 
 import logging
+from collections.abc import Mapping
 
 from django.db import transaction
 
-from apps.providers import registry
+from apps.core.errors import ServiceError
+from apps.providers import catalog
+from apps.providers.kinds.base import CONFIGURATION, SendError
 from apps.providers.models import Channel
-from apps.providers.policies import POLICIES
 
 log = logging.getLogger(__name__)
+
+# Behaviour switches a channel may carry in `settings`, and their defaults.
+SETTING_DEFAULTS = {"send_read_receipts": True, "send_typing_indicators": True}
+
+
+class CredentialsInvalid(ServiceError):
+    """Submitted credentials that do not pass the kind's rules; `fields` names each problem."""
+
+    def __init__(self, fields: dict[str, str]):
+        name, sentence = next(iter(fields.items()))
+        super().__init__("invalid", f"{name}: {sentence}")
+        self.fields = fields
 
 
 def channel_label(channel: Channel) -> str:
     """What agents call the channel in sentences ("WhatsApp", "SMS")."""
-    policy = POLICIES.get(channel.kind)
-    return policy.label if policy else channel.get_kind_display()
+    kind = catalog.kind_of(channel.kind)
+    return kind.policy.label if kind else channel.kind
 
 
 def not_configured_sentence(channel: Channel) -> str:
@@ -26,7 +41,7 @@ def not_configured_sentence(channel: Channel) -> str:
 
 def channel_missing_configuration(channel: Channel) -> list[str]:
     try:
-        return list(registry.adapter_for(channel).missing_configuration())
+        return list(catalog.adapter_for(channel).missing_configuration())
     except LookupError:
         return ["adapter"]
 
@@ -40,8 +55,12 @@ def channel_readiness(channel: Channel) -> tuple[bool, str]:
     return True, ""
 
 
+def channel_setting(channel: Channel, name: str) -> bool:
+    return bool((channel.settings or {}).get(name, SETTING_DEFAULTS.get(name, False)))
+
+
 def channel_mark_error(*, channel: Channel, reason: str) -> None:
-    """The provider refused our credentials or sender: stop sending until an admin fixes it."""
+    """Stop sending on this channel until an admin fixes it."""
     reason = reason[:300]
     Channel.objects.filter(pk=channel.pk).update(status=Channel.Status.ERROR, status_reason=reason)
     channel.status = Channel.Status.ERROR
@@ -49,40 +68,112 @@ def channel_mark_error(*, channel: Channel, reason: str) -> None:
     log.warning("channel %s marked in error: %s", channel.pk, reason)
 
 
+def channel_credentials_refused(*, channel: Channel, reason: str) -> None:
+    """The provider refused the channel's credentials (a bad token, a wrong sender): the channel
+    goes to error, and so does every channel of the organization that shares those credentials
+    (Messenger and Instagram on one page token). Each says the kind's reconnect sentence (what
+    an admin must do), or else the refusal's own words."""
+    kind = catalog.kind_of(channel.kind)
+    channel_mark_error(channel=channel, reason=(kind.reconnect_reason if kind else "") or reason)
+    shared = kind.shared_credential if kind else ""
+    value = (channel.config or {}).get(shared) if shared else None
+    if not value:
+        return
+    kinds = [other.key for other in catalog.KINDS.values() if other.shared_credential == shared]
+    siblings = (
+        Channel.objects.filter(organization_id=channel.organization_id, kind__in=kinds, **{f"config__{shared}": value})
+        .exclude(pk=channel.pk)
+        .exclude(status=Channel.Status.DISABLED)
+    )
+    for sibling in siblings:
+        sibling_kind = catalog.kind_of(sibling.kind)
+        channel_mark_error(channel=sibling, reason=(sibling_kind.reconnect_reason if sibling_kind else "") or reason)
+
+
+def channel_refused(*, channel: Channel, error: SendError) -> bool:
+    """Any call to a provider that failed (a send, a receipt, a profile lookup): when the kind's
+    classifier says the credentials are at fault, the channel and those sharing them go to
+    error. Returns whether they did."""
+    if error.effect != CONFIGURATION:
+        return False
+    channel_credentials_refused(channel=channel, reason=error.reason)
+    return True
+
+
+# Configuring -----------------------------------------------------------------------------------
+
+
+def credentials_clean(kind_key: str, values: Mapping[str, str], *, config: Mapping, secrets: Mapping,
+                      creating: bool = False) -> tuple[dict, dict]:
+    """The kind's credentials from submitted `values` over what is stored: (config, secrets).
+    The one place their rules run (admin, settings pages and the API all come here).
+
+    A secret left empty or not submitted keeps the stored one (forms never show it back); a
+    setting not submitted keeps its value, one submitted empty clears it. Required fields are
+    required when `creating` (a channel whose settings were cleared later is simply not ready).
+    Raises CredentialsInvalid naming every field that does not pass."""
+    kind = catalog.KINDS[kind_key]
+    config, secrets = dict(config), dict(secrets)
+    errors = {}
+    for field in kind.credentials:
+        store = secrets if field.secret else config
+        submitted = field.name in values
+        value = str(values.get(field.name) or "").strip() if submitted else ""
+        if value and field.clean is not None:
+            try:
+                value = field.clean(value, values)
+            except ValueError as exc:
+                errors[field.name] = str(exc)
+                continue
+        if len(value) > field.max_length:
+            errors[field.name] = f"At most {field.max_length} characters."
+        elif value:
+            store[field.name] = value
+        elif submitted and not field.secret:
+            store.pop(field.name, None)
+        if not store.get(field.name) and field.name not in errors:
+            if field.generate is not None:
+                store[field.name] = field.generate()
+            elif field.required and creating:
+                errors[field.name] = "This field is required."
+    if errors:
+        raise CredentialsInvalid(errors)
+    return config, secrets
+
+
 @transaction.atomic
-def channel_configure_twilio(
-    *, channel: Channel, account_sid: str, sender: str, auth_token: str | None = None, enabled: bool = True
-) -> Channel:
-    """Store the organization's Twilio account. `auth_token=None` keeps the stored token (forms
-    never show it back). New credentials clear an error status: the admin fixed something."""
+def channel_configure(*, channel: Channel, values: Mapping[str, str], enabled: bool = True,
+                      name: str | None = None) -> Channel:
+    """Store a channel's credentials (its kind's fields), and switch it on or off. Secrets left
+    empty keep the stored ones (forms never show them back). New credentials clear an error
+    status: the admin fixed something."""
     channel = Channel.objects.select_for_update().get(pk=channel.pk)
-    account_sid = (account_sid or "").strip()
-    sender = (sender or "").strip()
-    changed = account_sid != channel.config.get("account_sid", "") or sender != channel.config.get("sender", "")
-    config = {**channel.config, "account_sid": account_sid, "sender": sender}
-    secrets = dict(channel.secrets)
-    if auth_token is not None and auth_token.strip():
-        token = auth_token.strip()
-        changed = changed or token != secrets.get("auth_token", "")
-        secrets["auth_token"] = token
-    channel.config = config
-    channel.secrets = secrets
+    kind = catalog.KINDS[channel.kind]
+    config, secrets = credentials_clean(channel.kind, values, config=channel.config or {}, secrets=channel.secrets or {})
+    changed = config != (channel.config or {}) or secrets != (channel.secrets or {})
+    channel.config, channel.secrets = config, secrets
+    if kind.address_from:
+        channel.address = str(config.get(kind.address_from) or "")
+    if name is not None and name.strip():
+        channel.name = name.strip()[:100]
     if not enabled:
         channel.status, channel.status_reason = Channel.Status.DISABLED, ""
     elif channel.status != Channel.Status.ERROR or changed:
         channel.status, channel.status_reason = Channel.Status.ACTIVE, ""
-    channel.save(update_fields=["config", "secrets", "status", "status_reason", "updated_at"])
+    channel.save()
     return channel
 
 
 @transaction.atomic
-def channel_create_twilio(
-    *, organization, name: str, account_sid: str, sender: str, auth_token: str, enabled: bool = True
-) -> Channel:
-    """A new Twilio WhatsApp channel for the organization, configured in the same transaction."""
-    channel = Channel.objects.create(
-        organization=organization, kind=Channel.Kind.TWILIO_WHATSAPP, name=name.strip(), status=Channel.Status.DISABLED
-    )
-    return channel_configure_twilio(
-        channel=channel, account_sid=account_sid, sender=sender, auth_token=auth_token, enabled=enabled
-    )
+def channel_create(*, organization, kind: str, name: str, values: Mapping[str, str], enabled: bool = True) -> Channel:
+    """A new channel of the organization, configured in the same transaction."""
+    if kind not in catalog.KINDS:
+        raise ServiceError("invalid_kind", "Choose a kind of channel Parley supports.")
+    config, secrets = credentials_clean(kind, values, config={}, secrets={}, creating=True)
+    channel = Channel(organization=organization, kind=kind, name=(name or "").strip()[:100] or catalog.KINDS[kind].label,
+                      config=config, secrets=secrets,
+                      status=Channel.Status.ACTIVE if enabled else Channel.Status.DISABLED)
+    if catalog.KINDS[kind].address_from:
+        channel.address = str(config.get(catalog.KINDS[kind].address_from) or "")
+    channel.save()
+    return channel

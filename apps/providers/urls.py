@@ -1,12 +1,13 @@
 from django.urls import path
 
-from apps.providers import meta_webhook, views
+from apps.providers import catalog, webhooks
 
 app_name = "webhooks"
 
 urlpatterns = [
-    path("twilio/<uuid:channel_uuid>/", views.twilio_message, name="twilio-message"),
-    path("twilio/<uuid:channel_uuid>/status/", views.twilio_status, name="twilio-status"),
-    path("sandbox/<uuid:channel_uuid>/", views.sandbox_webhook, name="sandbox"),
-    path("meta/", meta_webhook.meta_webhook, name="meta"),
+    # App-level webhooks a kind declares (Meta's one webhook for every page and number).
+    *catalog.webhook_urls(),
+    # Every other webhook names its channel; the channel's kind says which hooks it has.
+    path("<slug:hook>/<uuid:channel_uuid>/", webhooks.channel_webhook, name="channel"),
+    path("<slug:hook>/<uuid:channel_uuid>/<slug:sub>/", webhooks.channel_webhook, name="channel-sub"),
 ]

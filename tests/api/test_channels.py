@@ -24,7 +24,8 @@ def test_channel_shape_has_webhooks_and_policy_but_no_secret(alice_client, whats
     policy = channel["policy"]
     assert policy["label"] == "WhatsApp" and policy["text_limit"] == 4096 and policy["reply_window_hours"] == 24
     assert "image/jpeg" in policy["accepted_media_types"] and "application/pdf" in policy["accepted_media_types"]
-    assert not any("token" in key or "secret" in key for key in channel)
+    assert channel["config"] == {"account_sid": factories.TEST_ACCOUNT_SID, "sender": factories.TEST_SENDER}
+    assert channel["secrets"] == {"auth_token": "set"}  # whether it is stored, never the value
 
 
 def test_unconfigured_or_disabled_channel_says_so(alice_client, whatsapp):
@@ -45,7 +46,7 @@ def test_agent_sees_only_channels_given_to_them(bob_client, bob, alice_client, w
     assert body(bob_client.get(LIST)) == []
     grant(bob, whatsapp)
     assert [c["id"] for c in body(bob_client.get(LIST))] == [whatsapp.pk]
-    assert body(bob_client.get(LIST))[0]["account_sid"] == ""  # agents do not need the account
+    assert body(bob_client.get(LIST))[0]["config"] == {}  # agents do not need the account
     assert bob_client.get(f"/api/v1/channels/{vip.pk}/").status_code == 404
     assert bob_client.get(f"/api/v1/channels/{vip.pk}/eligible-contacts/").status_code == 404
     assert {c["id"] for c in body(alice_client.get(LIST))} == {whatsapp.pk, vip.pk}
@@ -54,13 +55,14 @@ def test_agent_sees_only_channels_given_to_them(bob_client, bob, alice_client, w
 def test_admin_creates_a_twilio_channel_and_the_token_stays_hidden(alice_client, acme):
     response = alice_client.post(
         LIST,
-        {"name": "Sales", "account_sid": factories.TEST_ACCOUNT_SID, "sender": "+14155238886", "auth_token": NEW_TOKEN},
+        {"kind": "twilio_whatsapp", "name": "Sales", "credentials": {
+            "account_sid": factories.TEST_ACCOUNT_SID, "sender": "+14155238886", "auth_token": NEW_TOKEN}},
         content_type="application/json",
     )
     assert response.status_code == 201, response.content
     assert NEW_TOKEN not in response.content.decode()
     created = body(response)
-    assert created["sender"] == "whatsapp:+14155238886" and created["configured"] is True
+    assert created["config"]["sender"] == "whatsapp:+14155238886" and created["configured"] is True
     assert created["status"] == "active"
     channel = Channel.objects.get(pk=created["id"])
     assert channel.organization == acme and channel.secrets == {"auth_token": NEW_TOKEN}
@@ -75,7 +77,8 @@ def test_admin_updates_keep_the_token_unless_replaced(alice_client, whatsapp):
     assert whatsapp.secrets == {"auth_token": factories.TEST_AUTH_TOKEN}
     assert whatsapp.config["account_sid"] == factories.TEST_ACCOUNT_SID
 
-    response = alice_client.patch(url, {"auth_token": NEW_TOKEN, "enabled": True}, content_type="application/json")
+    response = alice_client.patch(url, {"credentials": {"auth_token": NEW_TOKEN}, "enabled": True},
+                                  content_type="application/json")
     assert NEW_TOKEN not in response.content.decode() and body(response)["status"] == "active"
     whatsapp.refresh_from_db()
     assert whatsapp.secrets == {"auth_token": NEW_TOKEN}
@@ -83,7 +86,7 @@ def test_admin_updates_keep_the_token_unless_replaced(alice_client, whatsapp):
 
 def test_invalid_configuration_is_refused(alice_client, whatsapp):
     response = alice_client.patch(
-        f"/api/v1/channels/{whatsapp.pk}/", {"account_sid": "XX123"}, content_type="application/json"
+        f"/api/v1/channels/{whatsapp.pk}/", {"credentials": {"account_sid": "XX123"}}, content_type="application/json"
     )
     assert response.status_code == 400
     assert body(response)["error"]["message"] == (

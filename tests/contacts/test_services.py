@@ -4,23 +4,24 @@ import pytest
 from django.db import connection
 
 from apps.contacts import selectors, services
+from apps.core.phones import phone_normalize
 from apps.contacts.models import Contact, ContactIdentity
 from apps.core.errors import ServiceError
-from apps.providers.policies import WHATSAPP
+from apps.providers.kinds.whatsapp import POLICY as WHATSAPP
 from tests import factories
 
 
 @pytest.mark.parametrize("raw", ["0123456789", "+1", "not a phone", "+60 12", "whatsapp:60123456789"])
 def test_phone_must_be_e164(raw):
     with pytest.raises(ServiceError) as error:
-        services.phone_normalize(raw)
+        phone_normalize(raw)
     assert error.value.code == "invalid_phone"
     assert "international format" in error.value.message
 
 
 def test_phone_is_normalized_to_e164():
-    assert services.phone_normalize(" +60 12-345 6789 ") == "+60123456789"
-    assert services.phone_normalize("whatsapp:+14155238886") == "+14155238886"
+    assert phone_normalize(" +60 12-345 6789 ") == "+60123456789"
+    assert phone_normalize("whatsapp:+14155238886") == "+14155238886"
 
 
 def test_create_records_identities_and_consent(acme):

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership
 from apps.conversations import attachments
-from apps.providers.policies import WHATSAPP
+from apps.providers.kinds.whatsapp import POLICY as WHATSAPP
 from tests import factories
 
 PNG = (

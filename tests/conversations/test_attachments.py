@@ -10,7 +10,8 @@ from django.test import Client
 from apps.conversations import attachments
 from apps.conversations.models import Attachment
 from apps.core.errors import NotFound, ServiceError
-from apps.providers.policies import WHATSAPP, policy_for
+from apps.providers.kinds.whatsapp import POLICY as WHATSAPP
+from tests.factories import policy_for
 from tests import factories
 from tests.conversations.conftest import PNG
 

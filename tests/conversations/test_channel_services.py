@@ -32,30 +32,24 @@ def test_mark_error_keeps_the_reason(whatsapp):
 
 
 def test_configure_keeps_the_stored_token_when_none_is_given(whatsapp):
-    services.channel_configure_twilio(channel=whatsapp, account_sid="AC" + "2" * 32, sender="+14155550000")
+    services.channel_configure(channel=whatsapp, values={"account_sid": "AC" + "2" * 32, "sender": "+14155550000"})
     whatsapp.refresh_from_db()
-    assert whatsapp.config == {"account_sid": "AC" + "2" * 32, "sender": "+14155550000"}
+    assert whatsapp.config == {"account_sid": "AC" + "2" * 32, "sender": "whatsapp:+14155550000"}
     assert whatsapp.secrets == {"auth_token": factories.TEST_AUTH_TOKEN}
 
 
 def test_new_credentials_clear_the_error(whatsapp):
     services.channel_mark_error(channel=whatsapp, reason="bad")
-    services.channel_configure_twilio(
-        channel=whatsapp, account_sid=factories.TEST_ACCOUNT_SID, sender=factories.TEST_SENDER
-    )
+    services.channel_configure(channel=whatsapp, values={"account_sid": factories.TEST_ACCOUNT_SID, "sender": factories.TEST_SENDER})
     whatsapp.refresh_from_db()
     assert whatsapp.status == Channel.Status.ERROR  # nothing changed: still broken
-    services.channel_configure_twilio(
-        channel=whatsapp, account_sid=factories.TEST_ACCOUNT_SID, sender=factories.TEST_SENDER, auth_token="new-token"
-    )
+    services.channel_configure(channel=whatsapp, values={"auth_token": "new-token"})
     whatsapp.refresh_from_db()
     assert (whatsapp.status, whatsapp.status_reason, whatsapp.secrets["auth_token"]) == ("active", "", "new-token")
 
 
 def test_disabling(whatsapp):
-    services.channel_configure_twilio(
-        channel=whatsapp, account_sid=factories.TEST_ACCOUNT_SID, sender=factories.TEST_SENDER, enabled=False
-    )
+    services.channel_configure(channel=whatsapp, values={}, enabled=False)
     whatsapp.refresh_from_db()
     assert services.channel_readiness(whatsapp) == (False, NOT_CONFIGURED)
 

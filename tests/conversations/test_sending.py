@@ -15,7 +15,8 @@ from apps.conversations.models import Attachment, Conversation, Message
 from apps.core.errors import NotFound, ServiceError
 from apps.message_templates.models import MessageTemplate
 from apps.providers.models import Channel
-from apps.providers.policies import WHATSAPP, WHATSAPP_WINDOW_WARNING
+from apps.providers.kinds.whatsapp import POLICY as WHATSAPP
+from apps.providers.kinds.whatsapp import WINDOW_WARNING as WHATSAPP_WINDOW_WARNING
 from tests import factories
 
 NOT_CONFIGURED = "WhatsApp is not configured for this organization."
@@ -316,13 +317,13 @@ def test_template_of_another_organization_is_not_found(alice_membership, whatsap
 def test_reply_window_state():
     now = timezone.now()
     conversation = Conversation(last_inbound_at=now - timedelta(hours=5))
-    state = sending.reply_window_state(conversation, WHATSAPP, now=now)
+    state = WHATSAPP.window(conversation.last_inbound_at, now=now)
     assert state.open and state.closes_at == conversation.last_inbound_at + timedelta(hours=24) and state.warning == ""
     conversation.last_inbound_at = now - timedelta(hours=25)
-    state = sending.reply_window_state(conversation, WHATSAPP, now=now)
+    state = WHATSAPP.window(conversation.last_inbound_at, now=now)
     assert not state.open and state.warning == WHATSAPP_WINDOW_WARNING
-    state = sending.reply_window_state(Conversation(last_inbound_at=None), WHATSAPP, now=now)
+    state = WHATSAPP.window(None, now=now)
     assert (state.open, state.closes_at) == (False, None)
-    from apps.providers.policies import policy_for
+    from tests.factories import policy_for
 
-    assert sending.reply_window_state(Conversation(), policy_for("telegram")).open
+    assert policy_for("telegram").window(None).open

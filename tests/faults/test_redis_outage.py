@@ -18,8 +18,8 @@ from apps.accounts.models import Membership
 from apps.accounts.services import api_token_create
 from apps.conversations import sending
 from apps.conversations.models import Message
-from apps.providers import inbound
-from apps.providers import tasks as inbound_tasks
+from apps.conversations import inbound
+from apps.conversations import tasks as inbound_tasks
 from apps.providers.models import InboundEvent
 from tests import factories
 from tests.faults.conftest import post_concurrently, post_webhook, wait_for

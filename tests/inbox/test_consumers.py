@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 from guardian.shortcuts import assign_perm
 
-from apps.conversations import selectors, services
+from apps.conversations import events, selectors, services
 from apps.conversations.models import ConversationRead
 from apps.inbox import broadcast, live
 from apps.inbox.middleware import zone_from_name
@@ -396,7 +396,7 @@ def test_sender_is_named_and_marked_for_the_browser_to_say_you(alice, acme, conv
 
         def publish():
             with transaction.atomic():
-                services.publish_message_created(outbound)
+                events.message_created(outbound)
 
         await sync_to_async(publish)()
         html = await ws.receive_from(timeout=3)
@@ -435,7 +435,7 @@ def test_times_are_rendered_once_in_utc_for_the_browser_to_format(alice, acme, c
 
         def publish():
             with transaction.atomic():
-                services.publish_message_created(outbound)
+                events.message_created(outbound)
 
         await sync_to_async(publish)()
         html = await ws.receive_from(timeout=3)

@@ -24,7 +24,7 @@ def messenger_channel(acme):
     """Acme's Messenger channel on the fake page (as `meta_page_connect` leaves it)."""
     return Channel.objects.create(
         organization=acme,
-        kind=Channel.Kind.MESSENGER,
+        kind="messenger",
         name=PAGE_NAME,
         address=PAGE_ID,
         config={"page_id": PAGE_ID, "page_name": PAGE_NAME},
@@ -38,7 +38,7 @@ def instagram_channel(acme):
     """Acme's Instagram channel, linked to the fake page."""
     return Channel.objects.create(
         organization=acme,
-        kind=Channel.Kind.INSTAGRAM,
+        kind="instagram",
         name=f"@{IG_USERNAME}",
         address=IG_ID,
         config={"page_id": PAGE_ID, "page_name": PAGE_NAME, "instagram_account_id": IG_ID, "instagram_username": IG_USERNAME},
@@ -52,7 +52,7 @@ def meta_whatsapp_channel(acme):
     """Acme's WhatsApp Cloud channel on the fake number."""
     return Channel.objects.create(
         organization=acme,
-        kind=Channel.Kind.META_WHATSAPP,
+        kind="meta_whatsapp",
         name=f"WhatsApp {DISPLAY_PHONE_NUMBER}",
         address=PHONE_NUMBER_ID,
         config={"waba_id": WABA_ID, "phone_number_id": PHONE_NUMBER_ID, "display_phone_number": DISPLAY_PHONE_NUMBER},

@@ -8,7 +8,9 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership
 from apps.core.errors import NotFound, ServiceError
-from apps.providers import meta_connect, meta_graph
+from apps.providers import services as channel_services
+from apps.providers.kinds.meta import connect as meta_connect
+from apps.providers.kinds.meta import graph as meta_graph
 from apps.providers.models import Channel, MetaOAuthState, MetaPendingConnection
 from tests import factories
 from tests.fakes import meta as fake_errors
@@ -145,8 +147,8 @@ def test_picking_a_page_subscribes_it_and_creates_messenger_and_instagram(owner,
     subscribe = fake_meta.requests_to("subscribed_apps")[0]
     assert subscribe.method == "POST" and subscribe.access_token == PAGE_TOKEN
     messenger, instagram = channels
-    assert (messenger.kind, messenger.address, messenger.name) == (Channel.Kind.MESSENGER, PAGE_ID, PAGE_NAME)
-    assert (instagram.kind, instagram.address, instagram.name) == (Channel.Kind.INSTAGRAM, IG_ID, f"@{IG_USERNAME}")
+    assert (messenger.kind, messenger.address, messenger.name) == ("messenger", PAGE_ID, PAGE_NAME)
+    assert (instagram.kind, instagram.address, instagram.name) == ("instagram", IG_ID, f"@{IG_USERNAME}")
     assert instagram.config == {
         "page_id": PAGE_ID, "page_name": PAGE_NAME, "instagram_account_id": IG_ID, "instagram_username": IG_USERNAME,
     }
@@ -163,7 +165,7 @@ def test_a_page_without_instagram_gets_only_messenger(owner, meta_app, fake_meta
     fake_meta.add_page("2000", "Second Page", "second-page-token")
     pending = login(fake_meta, owner)
     channels = meta_connect.meta_page_connect(membership=owner, pending=pending, page_id="2000")
-    assert [(c.kind, c.address) for c in channels] == [(Channel.Kind.MESSENGER, "2000")]
+    assert [(c.kind, c.address) for c in channels] == [("messenger", "2000")]
 
 
 def test_reconnecting_the_same_page_updates_its_channels(owner, meta_app, fake_meta):
@@ -194,7 +196,7 @@ def test_a_page_pick_must_be_one_of_the_listed_pages(owner, meta_app, fake_meta)
 
 
 def test_a_page_connected_in_another_organization_is_refused(owner, globex, meta_app, fake_meta):
-    Channel.objects.create(organization=globex, kind=Channel.Kind.MESSENGER, name="Theirs", address=PAGE_ID)
+    Channel.objects.create(organization=globex, kind="messenger", name="Theirs", address=PAGE_ID)
     with pytest.raises(ServiceError) as refused:
         meta_connect.meta_page_connect(membership=owner, pending=login(fake_meta, owner), page_id=PAGE_ID)
     assert refused.value.code == "meta_page_taken"
@@ -250,12 +252,18 @@ def test_disconnect_refuses_agents_and_other_organizations(owner, agent, charlie
     assert set(Channel.objects.values_list("status", flat=True)) == {Channel.Status.ACTIVE}
 
 
+def classify(error, kind="messenger"):
+    from apps.providers.kinds.meta.adapter import classify as meta_classify
+
+    return meta_classify(error, kind=kind)
+
+
 def test_a_token_error_puts_the_page_channels_in_error(owner, meta_app, fake_meta):
     channels = meta_connect.meta_page_connect(membership=owner, pending=login(fake_meta, owner), page_id=PAGE_ID)
     fake_meta.script(fake_errors.token_expired(), endpoint="profile")
     with pytest.raises(meta_graph.GraphError) as graph_error:
         meta_graph.messenger_profile(psid="123", page_token=PAGE_TOKEN, version=GRAPH_VERSION)
-    assert meta_connect.meta_channel_token_problem(channel=channels[0], error=graph_error.value) is True
+    assert channel_services.channel_refused(channel=channels[0], error=classify(graph_error.value)) is True
     for channel in Channel.objects.all():
         assert channel.status == Channel.Status.ERROR
         assert channel.status_reason == (
@@ -271,16 +279,16 @@ def test_other_graph_errors_leave_the_channel_alone(scripted, messenger_channel,
     with pytest.raises(meta_graph.GraphError) as graph_error:
         meta_graph.graph_request("POST", f"{PAGE_ID}/messages", token=PAGE_TOKEN, version=GRAPH_VERSION,
                                  json={"recipient": {"id": "1"}, "messaging_type": "RESPONSE", "message": {"text": "x"}})
-    assert meta_connect.meta_channel_token_problem(channel=messenger_channel, error=graph_error.value) is False
+    assert channel_services.channel_refused(channel=messenger_channel, error=classify(graph_error.value)) is False
     messenger_channel.refresh_from_db()
     assert messenger_channel.status == Channel.Status.ACTIVE
 
 
 def test_other_organizations_channels_are_untouched_by_a_token_problem(owner, globex, meta_app, fake_meta):
-    theirs = factories.ChannelFactory(organization=globex, kind=Channel.Kind.MESSENGER, address="777",
+    theirs = factories.ChannelFactory(organization=globex, kind="messenger", address="777",
                                       config={"page_id": PAGE_ID})
     channels = meta_connect.meta_page_connect(membership=owner, pending=login(fake_meta, owner), page_id=PAGE_ID)
     error = meta_graph.GraphError("expired", code=190, subcode=463)
-    meta_connect.meta_channel_token_problem(channel=channels[0], error=error)
+    channel_services.channel_refused(channel=channels[0], error=classify(error))
     theirs.refresh_from_db()
     assert theirs.status == Channel.Status.ACTIVE

@@ -1,11 +1,14 @@
-"""The Graph client: Meta's error bodies become GraphError with the right classification."""
+"""The Graph client: Meta's error bodies become GraphError, and the one classifier
+(`adapter.classify`) says what each means."""
 
 
 import pytest
 import requests
 
-from apps.providers import meta_graph
-from apps.providers.meta_graph import GraphError, GraphUnreachable
+from apps.providers.kinds.base import CONFIGURATION, RATE_LIMITED, WINDOW_CLOSED, TransientSendError
+from apps.providers.kinds.meta import graph as meta_graph
+from apps.providers.kinds.meta.adapter import classify
+from apps.providers.kinds.meta.graph import GraphError, GraphUnreachable
 from tests.fakes import meta as fake_errors
 from tests.fixtures.meta import APP_ID, APP_SECRET, GRAPH_VERSION, PAGE_ID, PAGE_TOKEN
 
@@ -30,7 +33,8 @@ def send(**kwargs):
         (fake_errors.rate_limited(4), False, True, False, False, True),
         (fake_errors.rate_limited(80007), False, True, False, False, True),
         (fake_errors.whatsapp_re_engagement(), False, False, True, False, False),
-        (fake_errors.whatsapp_undeliverable(), False, False, False, False, False),
+        # 131026: the number cannot be reached on WhatsApp now (the send path always said so).
+        (fake_errors.whatsapp_undeliverable(), False, False, False, True, False),
         (fake_errors.server_error(), False, False, False, False, True),
     ],
 )
@@ -42,8 +46,14 @@ def test_graph_errors_are_classified(scripted, token, rate, window, unavailable,
     assert (error.code, error.subcode) == (scripted.code, scripted.subcode)
     assert error.message == scripted.message and error.fbtrace_id and error.type == "OAuthException"
     assert error.status == scripted.status
-    assert (error.is_token_problem, error.is_rate_limit, error.is_outside_window, error.is_user_unavailable,
-            error.is_transient) == (token, rate, window, unavailable, transient)
+    refusal = classify(error, kind="meta_whatsapp" if error.code >= 130000 else "messenger")
+    assert (
+        refusal.effect == CONFIGURATION,
+        refusal.effect == RATE_LIMITED,
+        refusal.effect == WINDOW_CLOSED,
+        "isn't available" in refusal.reason,
+        isinstance(refusal, TransientSendError),
+    ) == (token, rate, window, unavailable, transient)
 
 
 def test_whatsapp_error_details_and_retry_after(fake_meta):

@@ -4,7 +4,10 @@ import pytest
 
 from apps.accounts.models import Membership
 from apps.core.errors import ServiceError
-from apps.providers import meta_connect, meta_graph
+from apps.providers import services as channel_services
+from apps.providers.kinds.meta import adapter as meta_adapter
+from apps.providers.kinds.meta import connect as meta_connect
+from apps.providers.kinds.meta import graph as meta_graph
 from apps.providers.models import Channel
 from tests.fakes import meta as fake_errors
 from tests.fixtures.meta import DISPLAY_PHONE_NUMBER, GRAPH_VERSION, PHONE_NUMBER_ID, WABA_ID, WHATSAPP_TOKEN
@@ -27,7 +30,7 @@ def test_connect_checks_the_number_and_stores_the_channel(owner, acme, meta_app,
     assert "access_token" not in check.query  # tokens travel in a header, never a URL
     assert fake_meta.subscriptions[WABA_ID] == ["messages"]
     channel.refresh_from_db()
-    assert (channel.organization, channel.kind, channel.address) == (acme, Channel.Kind.META_WHATSAPP, PHONE_NUMBER_ID)
+    assert (channel.organization, channel.kind, channel.address) == (acme, "meta_whatsapp", PHONE_NUMBER_ID)
     assert channel.name == f"WhatsApp {DISPLAY_PHONE_NUMBER}"
     assert channel.config["waba_id"] == WABA_ID and channel.config["display_phone_number"] == DISPLAY_PHONE_NUMBER
     assert channel.secrets == {"access_token": WHATSAPP_TOKEN}
@@ -68,7 +71,9 @@ def test_meta_unreachable_saves_nothing(owner, meta_app, fake_meta, settings):
 
 def test_reconnecting_replaces_the_token_and_an_empty_token_keeps_it(owner, meta_app, fake_meta):
     first = connect(owner)
-    meta_connect.meta_channel_token_problem(channel=first, error=meta_graph.GraphError("expired", code=190))
+    channel_services.channel_refused(
+        channel=first, error=meta_adapter.classify(meta_graph.GraphError("expired", code=190), kind="meta_whatsapp")
+    )
     first.refresh_from_db()
     assert first.status == Channel.Status.ERROR and "new token" in first.status_reason
     fake_meta.add_whatsapp_number(PHONE_NUMBER_ID, "EAA-new-token", display_phone_number=DISPLAY_PHONE_NUMBER,
@@ -84,7 +89,7 @@ def test_reconnecting_replaces_the_token_and_an_empty_token_keeps_it(owner, meta
 
 
 def test_a_number_connected_elsewhere_is_refused(owner, globex, meta_app, fake_meta):
-    Channel.objects.create(organization=globex, kind=Channel.Kind.META_WHATSAPP, name="Theirs", address=PHONE_NUMBER_ID)
+    Channel.objects.create(organization=globex, kind="meta_whatsapp", name="Theirs", address=PHONE_NUMBER_ID)
     with pytest.raises(ServiceError) as refused:
         connect(owner)
     assert refused.value.code == "meta_number_taken"

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from apps.contacts import services as contact_services
 from apps.conversations.models import Conversation, Message
-from apps.providers import inbound
+from apps.conversations import inbound
 from apps.providers.models import InboundEvent
 from tests.fakes import meta as fakes
 from tests.fixtures.meta import APP_ID, IG_ID, PAGE_ID, WHATSAPP_TOKEN

@@ -13,10 +13,11 @@ from apps.conversations import attachments, sending
 from apps.conversations.models import Conversation, Message
 from apps.core.errors import ServiceError
 from apps.message_templates.models import MessageTemplate
-from apps.providers.adapters import meta
-from apps.providers.meta_graph import GraphError
+from apps.providers.kinds.meta import adapter as meta
+from apps.providers.kinds.meta.connect import TOKEN_PROBLEM_REASON
+from apps.providers.kinds.meta.graph import GraphError
 from apps.providers.models import Channel
-from apps.providers.policies import policy_for
+from tests.factories import policy_for
 from tests.fakes import meta as fakes
 from tests.fixtures.meta import PAGE_ID, PHONE_NUMBER_ID, WHATSAPP_TOKEN
 
@@ -80,7 +81,7 @@ def test_between_24_hours_and_7_days_messenger_sends_with_the_human_agent_tag(
     send, fake_meta, messenger_channel, alice_client
 ):
     conversation = conversation_on(messenger_channel, kind="messenger", address=PSID, hours_ago=72)
-    state = sending.reply_window_state(conversation, policy_for("messenger"))
+    state = policy_for("messenger").window(conversation.last_inbound_at)
     assert (state.open, state.tag) == (True, "HUMAN_AGENT")
 
     message = send(conversation, "Sorry for the wait")
@@ -230,7 +231,8 @@ def test_token_or_permission_problems_put_the_channel_in_error_with_the_reconnec
 
     assert (message.status, message.error_reason) == ("failed", RECONNECT)
     messenger_channel.refresh_from_db()
-    assert (messenger_channel.status, messenger_channel.status_reason) == (Channel.Status.ERROR, RECONNECT)
+    # The channel says what an admin must do, for it and for the Instagram channel on the same token.
+    assert (messenger_channel.status, messenger_channel.status_reason) == (Channel.Status.ERROR, TOKEN_PROBLEM_REASON)
 
 
 def test_rate_limited_is_retried_with_backoff(send, fake_meta, messenger_channel):
@@ -282,8 +284,8 @@ def test_no_answer_in_time_is_unknown_never_resent(send, fake_meta, messenger_ch
     [
         (190, 463, "configuration"),
         (10, None, "configuration"),
-        (10, 2018278, "window"),
-        (131047, None, "window"),
+        (10, 2018278, "window_closed"),
+        (131047, None, "window_closed"),
         (551, 1545041, ""),
     ],
 )
@@ -294,6 +296,6 @@ def test_classify_effects(code, subcode, expected):
 
 @pytest.mark.parametrize("code", [4, 17, 32, 613, 80007, 130429])
 def test_classify_rate_limits_are_transient(code):
-    from apps.providers.adapters.base import TransientSendError
+    from apps.providers.kinds.base import TransientSendError
 
     assert isinstance(meta.classify(GraphError("", code=code, status=400), kind="meta_whatsapp"), TransientSendError)

@@ -8,7 +8,7 @@ import requests
 from django.urls import reverse
 
 from apps.accounts.models import Membership
-from apps.providers import meta_connect
+from apps.providers.kinds.meta import connect as meta_connect
 from apps.providers.models import Channel, MetaPendingConnection
 from tests.fakes import meta as fake_errors
 from tests.fixtures.meta import APP_SECRET, IG_ID, PAGE_ID, PAGE_TOKEN, PHONE_NUMBER_ID, WABA_ID, WHATSAPP_TOKEN

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.conversations.models import Message
-from apps.providers import inbound
+from apps.conversations import inbound
 from apps.providers.models import InboundEvent
 from tests.fakes import meta as fakes
 from tests.fixtures.meta import IG_ID, PAGE_ID, VERIFY_TOKEN
@@ -124,7 +124,7 @@ def test_same_post_again_and_a_retry_days_later_store_nothing_new(
 @pytest.mark.parametrize("signature", ["", "sha256=" + "0" * 64, "sha1=abc", "garbage"])
 def test_bad_or_missing_signature_is_403_and_stores_nothing(meta_app, messenger_channel, signature, caplog):
     body = webhooks.page(fakes.messenger_text(PAGE_ID, PSID, "forged", mid="m_forged"), page_id=PAGE_ID)
-    with caplog.at_level(logging.WARNING, logger="apps.providers.meta_webhook"):
+    with caplog.at_level(logging.WARNING, logger="apps.providers.kinds.meta.webhook"):
         response = webhooks.post(body, signature=signature)
     assert response.status_code == 403
     assert not InboundEvent.objects.exists()
@@ -150,7 +150,7 @@ def test_without_an_app_secret_nothing_is_accepted(db, messenger_channel):
      b'{"object": "page", "entry": [{"id": "1", "messaging": [{"message": {"text": "no mid"}}]}]}'],
 )
 def test_malformed_body_is_400_logged_and_stores_nothing(meta_app, messenger_channel, body, caplog):
-    with caplog.at_level(logging.WARNING, logger="apps.providers.meta_webhook"):
+    with caplog.at_level(logging.WARNING, logger="apps.providers.kinds.meta.webhook"):
         response = webhooks.post(body)
     assert response.status_code == 400
     assert "malformed" in caplog.text
@@ -161,7 +161,7 @@ def test_unknown_page_is_kept_logged_and_processed_once_the_page_is_connected(
     meta_app, django_capture_on_commit_callbacks, caplog, acme
 ):
     body = webhooks.page(fakes.messenger_text(PAGE_ID, PSID, "Anyone there?", mid="m_early"), page_id=PAGE_ID)
-    with caplog.at_level(logging.WARNING, logger="apps.providers.inbound"):
+    with caplog.at_level(logging.WARNING, logger="apps.providers.events"):
         response = webhooks.deliver(django_capture_on_commit_callbacks, body)
 
     assert response.status_code == 200

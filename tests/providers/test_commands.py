@@ -12,7 +12,7 @@ from apps.accounts.models import Membership, Organization
 from apps.contacts.models import Contact
 from apps.conversations.models import Conversation, Message
 from apps.providers.models import Channel, InboundEvent
-from apps.providers.registry import adapter_for
+from apps.providers.catalog import adapter_for
 from tests import factories
 
 

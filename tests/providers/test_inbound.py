@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from apps.contacts.models import Contact
 from apps.core.errors import ServiceError
 from apps.conversations.models import Attachment, Conversation, Message
-from apps.providers import inbound, tasks
-from apps.providers.adapters.base import RawEvent
+from apps.conversations import inbound, tasks
+from apps.providers import events
+from apps.providers.kinds.base import RawEvent
 from apps.providers.models import InboundEvent
 from tests import factories
 from tests.providers.conftest import message_path, new_sid, payload, post_twilio, status_params, status_path
@@ -259,7 +260,7 @@ def test_out_of_order_and_repeated_statuses_end_at_the_highest_rank(whatsapp, cu
     message = outbound(whatsapp, customer, status="sending")
     for status in order:
         params = status_params(message.external_id, status)
-        ids = inbound.event_record(channel=whatsapp, events=[RawEvent(
+        ids = events.event_record(channel=whatsapp, events=[RawEvent(
             event_id=f"{message.external_id}:{status}", kind="status", body=params, ref=message.external_id
         )])
         for event_id in ids:
@@ -290,7 +291,7 @@ def test_a_status_for_an_unknown_sid_waits_for_its_message(
 
 def test_the_sweep_applies_deferred_statuses_whose_message_is_known(whatsapp, customer):
     sid = new_sid()
-    (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+    (event_id,) = events.event_record(channel=whatsapp, events=[RawEvent(
         event_id=f"{sid}:read", kind="status", body=status_params(sid, "read"), ref=sid
     )])
     inbound.event_process(event_id)
@@ -307,7 +308,7 @@ def test_the_sweep_applies_deferred_statuses_whose_message_is_known(whatsapp, cu
 
 def test_a_processing_failure_leaves_the_event_failed_and_the_sweep_retries_it(whatsapp, customer, settings):
     params = payload("twilio_inbound_text")
-    (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+    (event_id,) = events.event_record(channel=whatsapp, events=[RawEvent(
         event_id=params["MessageSid"], kind="message", body={**params, "NumMedia": "not a number"}, ref=params["MessageSid"]
     )])
     with pytest.raises(ValueError):
@@ -336,7 +337,7 @@ def test_a_processing_failure_leaves_the_event_failed_and_the_sweep_retries_it(w
 
 def test_the_sweep_gives_up_after_ten_attempts(whatsapp):
     params = payload("twilio_inbound_text")
-    (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+    (event_id,) = events.event_record(channel=whatsapp, events=[RawEvent(
         event_id=params["MessageSid"], kind="message", body=params, ref=params["MessageSid"]
     )])
     InboundEvent.objects.filter(pk=event_id).update(
@@ -350,7 +351,7 @@ def test_the_sweep_gives_up_after_ten_attempts(whatsapp):
 def test_a_pending_event_whose_task_was_lost_is_picked_up_by_the_sweep(whatsapp, customer):
     params = payload("twilio_inbound_text")
     # Recorded, but the on-commit task never ran (broker down): still pending.
-    (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+    (event_id,) = events.event_record(channel=whatsapp, events=[RawEvent(
         event_id=params["MessageSid"], kind="message", body=params, ref=params["MessageSid"]
     )])
     InboundEvent.objects.filter(pk=event_id).update(received_at=timezone.now() - timedelta(minutes=5))
@@ -360,7 +361,7 @@ def test_a_pending_event_whose_task_was_lost_is_picked_up_by_the_sweep(whatsapp,
 
 def test_processing_twice_is_harmless(whatsapp, customer):
     params = payload("twilio_inbound_text")
-    (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+    (event_id,) = events.event_record(channel=whatsapp, events=[RawEvent(
         event_id=params["MessageSid"], kind="message", body=params, ref=params["MessageSid"]
     )])
     inbound.event_process(event_id)
@@ -371,16 +372,16 @@ def test_processing_twice_is_harmless(whatsapp, customer):
 
 def test_replay_reprocesses_a_failed_event_and_refuses_a_processed_one(whatsapp, customer):
     params = payload("twilio_inbound_text")
-    (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+    (event_id,) = events.event_record(channel=whatsapp, events=[RawEvent(
         event_id=params["MessageSid"], kind="message", body=params, ref=params["MessageSid"]
     )])
     InboundEvent.objects.filter(pk=event_id).update(state="failed", last_error="OperationalError: server closed")
     event = InboundEvent.objects.get(pk=event_id)
-    inbound.event_replay(event)
+    events.event_replay(event)
     event.refresh_from_db()
     assert event.state == "processed" and Message.objects.count() == 1
     with pytest.raises(ServiceError) as refused:
-        inbound.event_replay(event)
+        events.event_replay(event)
     assert refused.value.code == "already_processed"
 
 
@@ -393,7 +394,7 @@ def test_processing_a_message_from_a_known_contact_costs_a_fixed_number_of_queri
     counts = []
     for _ in range(3):
         params = payload("twilio_inbound_text", MessageSid=new_sid())
-        (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+        (event_id,) = events.event_record(channel=whatsapp, events=[RawEvent(
             event_id=params["MessageSid"], kind="message", body=params, ref=params["MessageSid"]
         )])
         with CaptureQueriesContext(connection) as queries:
@@ -415,7 +416,7 @@ def test_two_workers_processing_the_same_media_event_store_one_message_and_one_f
 
     url = fake_twilio.add_media(factories.TEST_ACCOUNT_SID, b"%PDF-1.7 invoice", "application/pdf")
     params = payload("twilio_inbound_image", MediaUrl0=url, MediaContentType0="application/pdf")
-    (event_id,) = inbound.event_record(channel=whatsapp, events=[RawEvent(
+    (event_id,) = events.event_record(channel=whatsapp, events=[RawEvent(
         event_id=params["MessageSid"], kind="message", body=params, ref=params["MessageSid"]
     )])
     barrier = threading.Barrier(2)

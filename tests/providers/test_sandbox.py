@@ -9,11 +9,11 @@ from django.db import connections
 from django.test import Client
 
 from apps.conversations.models import Conversation, Message
-from apps.providers import inbound, tasks
-from apps.providers.adapters import sandbox
-from apps.providers.adapters.base import OutboundMessage
+from apps.conversations import inbound, tasks
+from apps.providers.kinds import sandbox
+from apps.providers.kinds.base import OutboundMessage
 from apps.providers.models import InboundEvent
-from apps.providers.registry import adapter_for
+from apps.providers.catalog import adapter_for
 from tests import factories
 
 SECRET = "sandbox-test-secret"
@@ -85,17 +85,17 @@ def test_a_sandbox_send_is_delivered_then_read_and_the_customer_replies(
     args = (str(sandbox_channel.uuid), sid, customer.phone, message.text)
 
     with django_capture_on_commit_callbacks(execute=True):
-        tasks.sandbox_simulate_task(args[0], "delivered", *args[1:])
+        sandbox.sandbox_simulate_task(args[0], "delivered", *args[1:])
     message.refresh_from_db()
     assert message.status == "delivered"
 
     with django_capture_on_commit_callbacks(execute=True):
-        tasks.sandbox_simulate_task(args[0], "read", *args[1:])
+        sandbox.sandbox_simulate_task(args[0], "read", *args[1:])
     message.refresh_from_db()
     assert message.status == "read"
 
     with django_capture_on_commit_callbacks(execute=True):
-        tasks.sandbox_simulate_task(args[0], "reply", *args[1:])
+        sandbox.sandbox_simulate_task(args[0], "reply", *args[1:])
     reply = conversation.messages.get(direction="inbound")
     assert "You said: “Your parcel is on its way”" in reply.text
     assert reply.external_id.startswith("SB")
@@ -107,7 +107,7 @@ def test_a_sandbox_send_is_delivered_then_read_and_the_customer_replies(
     ]
     # Running a step again (a redelivered task) changes nothing.
     with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.sandbox_simulate_task(args[0], "read", *args[1:]) == []
+        assert sandbox.sandbox_simulate_task(args[0], "read", *args[1:]) == []
     assert InboundEvent.objects.count() == 3
 
 

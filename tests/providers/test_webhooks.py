@@ -87,7 +87,7 @@ def test_unsigned_or_forged_webhooks_are_refused_and_nothing_is_stored(
         kwargs["signed_url"] = f"https://parley.test{path}?redirect=1"
     elif tamper == "other_token":
         kwargs["token"] = "not-the-channel-token"
-    caplog.set_level(logging.WARNING, logger="apps.providers.views")
+    caplog.set_level(logging.WARNING, logger="apps.providers.webhooks")
     if tamper == "changed_body":
         from urllib.parse import urlencode
 
@@ -129,7 +129,7 @@ def test_a_sandbox_channel_is_not_reachable_at_the_twilio_url(webhook_client, ac
 
 
 def test_malformed_body_is_400_and_logged(webhook_client, whatsapp, caplog):
-    caplog.set_level(logging.WARNING, logger="apps.providers.views")
+    caplog.set_level(logging.WARNING, logger="apps.providers.webhooks")
     params = payload("twilio_inbound_text", MessageSid=None, SmsSid=None, SmsMessageSid=None)
     response = post_twilio(webhook_client, message_path(whatsapp), params)
     assert response.status_code == 400
@@ -229,7 +229,7 @@ def test_with_the_broker_down_the_event_is_kept_for_the_sweep_and_twilio_hears_2
 ):
     from celery import Celery
 
-    from apps.providers import tasks
+    from apps.conversations import tasks
 
     # A Celery app whose broker nobody listens on, in place of the real one for this task.
     down = Celery("down", broker="redis://127.0.0.1:1/0", set_as_current=False)
@@ -250,7 +250,7 @@ def test_with_the_broker_down_the_event_is_kept_for_the_sweep_and_twilio_hears_2
     assert not Message.objects.exists()
 
 
-# The per-process channel cache (registry.webhook_target) -----------------------------------
+# The per-process channel cache (webhooks.webhook_target) -----------------------------------
 
 
 def test_a_webhook_reuses_the_cached_channel(webhook_client, whatsapp, customer, django_capture_on_commit_callbacks):
@@ -267,8 +267,7 @@ def test_a_rotated_token_applies_at_once_in_this_process(webhook_client, whatsap
     from apps.providers import services
 
     assert post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid())).status_code == 200
-    services.channel_configure_twilio(channel=whatsapp, account_sid=whatsapp.config["account_sid"],
-                                      sender=whatsapp.config["sender"], auth_token="a-new-token")
+    services.channel_configure(channel=whatsapp, values={"auth_token": "a-new-token"})
     old = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()))
     new = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()),
                       token="a-new-token")
@@ -280,7 +279,7 @@ def test_a_change_made_elsewhere_is_seen_after_the_ttl(webhook_client, whatsapp,
 
     from django.utils import timezone
 
-    from apps.providers import registry
+    from apps.providers import webhooks
     from apps.providers.models import Channel
 
     assert post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid())).status_code == 200
@@ -292,7 +291,7 @@ def test_a_change_made_elsewhere_is_seen_after_the_ttl(webhook_client, whatsapp,
     assert cached.status_code == 200  # within the TTL
     # The TTL ran out: the next webhook compares updated_at and reloads.
     key = str(whatsapp.uuid)
-    registry._webhook_cache[key] = dataclasses.replace(registry._webhook_cache[key], expires=0.0)
+    webhooks._webhook_cache[key] = dataclasses.replace(webhooks._webhook_cache[key], expires=0.0)
     stale = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()))
     fresh = post_twilio(webhook_client, message_path(whatsapp), payload("twilio_inbound_text", MessageSid=new_sid()),
                         token="rotated-elsewhere")

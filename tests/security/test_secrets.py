@@ -17,7 +17,7 @@ from django.views.debug import ExceptionReporter
 
 from apps.conversations import sending
 from apps.conversations.models import Message
-from apps.providers import registry
+from apps.providers import catalog
 from apps.providers.models import Channel, MetaAppConfig
 from tests import factories
 from tests.fixtures.tenancy import fill
@@ -158,7 +158,7 @@ def test_no_secret_in_the_error_report_of_an_error_inside_a_provider_call(whatsa
     variables) of an error raised while credentials are in hand shows stars in their place.
     Django applies its filter only with DEBUG off; DEBUG on is a development machine."""
     settings.DEBUG = False
-    adapter = registry.adapter_for(whatsapp)
+    adapter = catalog.adapter_for(whatsapp)
     missing = f"{fake_twilio.base_url}/2010-04-01/Accounts/{factories.TEST_ACCOUNT_SID}/Messages/MM{'a' * 32}/Media/ME{'b' * 32}"
     request = RequestFactory().get("/")
     request.user = factories.UserFactory(username="viewer")

@@ -48,7 +48,7 @@ def test_the_sweep_knows_every_route_that_names_an_object(acme_objects):
     # Not vacuous: the routes we know of are all found.
     found = {route.name for route in routes}
     assert {"inbox:conversation", "inbox:send", "inbox:retry", "inbox:contact", "inbox:new-send",
-            "api-conversation-detail", "api-channel-detail", "files:attachment", "webhooks:twilio-message",
+            "api-conversation-detail", "api-channel-detail", "files:attachment", "webhooks:channel", "webhooks:channel-sub",
             "admin:conversations_message_change"} <= found
 
 

@@ -12,7 +12,12 @@ from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
+from apps.providers import catalog
+
 register = template.Library()
+
+# A speech bubble, for a kind the catalog does not know (a channel whose kind was removed).
+FALLBACK_ICON = "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 2-2Z"
 
 # Only http(s) URLs become links; the characters that end a URL are the ones that would end an
 # attribute value or a tag, so the match never needs unescaping.
@@ -132,40 +137,16 @@ def window_left(closes_at) -> str:
     return f"{minutes} min"
 
 
-CHANNEL_ICONS = {
-    # Small inline SVGs: one glyph per channel family, coloured by CSS (`.ch-<family>`).
-    "whatsapp": '<path d="M12 2a10 10 0 0 0-8.6 15.1L2 22l5-1.3A10 10 0 1 0 12 2Zm5.3 14.1c-.2.6-1.3 1.2-1.8 1.2-.5.1-1 .2-3.3-.7-2.8-1.1-4.5-3.9-4.7-4.1-.1-.2-1.1-1.5-1.1-2.8s.7-2 1-2.3c.2-.3.5-.3.7-.3h.5c.2 0 .4 0 .6.5l.8 2c.1.2.1.4 0 .5l-.3.5-.4.4c-.1.1-.3.3-.1.6.2.3.8 1.3 1.7 2.1 1.1 1 2.1 1.3 2.4 1.5.3.1.5.1.6-.1l.9-1.1c.2-.3.4-.2.7-.1l1.9.9c.3.1.5.2.5.3.1.2.1.7-.1 1.3Z"/>',
-    "telegram": '<path d="M21.5 3.6 2.9 10.8c-1.3.5-1.2 1.2-.2 1.5l4.8 1.5 1.8 5.6c.2.6.4.8.9.8.4 0 .6-.2.9-.5l2.3-2.2 4.7 3.5c.9.5 1.5.2 1.7-.8l3.1-14.7c.3-1.3-.5-1.9-1.4-1.5ZM9.7 14l-.4 3.6-1.3-4.3 10-6.3L9.7 14Z"/>',
-    "email": '<path d="M3 5h18a1 1 0 0 1 1 1v12a1 1 0 0 1-1 1H3a1 1 0 0 1-1-1V6a1 1 0 0 1 1-1Zm1 2.2V17h16V7.2l-8 5.3-8-5.3ZM5.4 7l6.6 4.4L18.6 7H5.4Z"/>',
-    "sms": '<path d="M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 2-2Zm3 6v2h2V9H7Zm4 0v2h2V9h-2Zm4 0v2h2V9h-2Z"/>',
-    "messenger": '<path d="M12 2C6.4 2 2 6.1 2 11.3c0 2.9 1.4 5.5 3.7 7.2V22l3.4-1.9c.9.3 1.9.4 2.9.4 5.6 0 10-4.1 10-9.3S17.6 2 12 2Zm1 12.5-2.6-2.7-5 2.7 5.5-5.8 2.6 2.7 5-2.7-5.5 5.8Z"/>',
-    "instagram": '<path d="M7 2h10a5 5 0 0 1 5 5v10a5 5 0 0 1-5 5H7a5 5 0 0 1-5-5V7a5 5 0 0 1 5-5Zm0 2a3 3 0 0 0-3 3v10a3 3 0 0 0 3 3h10a3 3 0 0 0 3-3V7a3 3 0 0 0-3-3H7Zm5 3.5a4.5 4.5 0 1 1 0 9 4.5 4.5 0 0 1 0-9Zm0 2a2.5 2.5 0 1 0 0 5 2.5 2.5 0 0 0 0-5ZM17.3 5.5a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4Z"/>',
-}
-FAMILY = {
-    "twilio_whatsapp": "whatsapp",
-    "meta_whatsapp": "whatsapp",
-    "sandbox": "whatsapp",
-    "twilio_sms": "sms",
-    "telegram": "telegram",
-    "email": "email",
-    "messenger": "messenger",
-    "instagram": "instagram",
-}
-
-
-def channel_family(kind: str) -> str:
-    return FAMILY.get(kind, kind)
-
-
 @register.simple_tag
 def channel_icon(kind: str, label: str = "") -> str:
-    family = channel_family(kind)
-    path = CHANNEL_ICONS.get(family, CHANNEL_ICONS["sms"])
+    """The glyph of a channel's family (WhatsApp, Telegram, ...), coloured by CSS (`.ch-<family>`)."""
+    family = catalog.family_of(kind)
     return format_html(
-        '<svg class="ch-icon ch-{}" viewBox="0 0 24 24" width="16" height="16" role="img" aria-label="{}">{}</svg>',
-        family,
-        label or family,
-        mark_safe(path),  # constant markup from this module, never user data
+        '<svg class="ch-icon ch-{}" viewBox="0 0 24 24" width="16" height="16" role="img" aria-label="{}">'
+        '<path d="{}"/></svg>',
+        family.key if family else "other",
+        label or (family.label if family else kind),
+        family.icon if family else FALLBACK_ICON,
     )
 
 

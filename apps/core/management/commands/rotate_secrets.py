@@ -11,25 +11,22 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from apps.core.crypto import EncryptedJSONField, rotate_value
-from apps.providers.models import Channel
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every encrypted field (Channel.secrets, ...) with the first key of FIELD_ENCRYPTION_KEY."
+    help = "Re-encrypt every encrypted field (channel secrets, ...) with the first key of FIELD_ENCRYPTION_KEY."
 
     def handle(self, *args, **options):
         with transaction.atomic():
-            rotated = self._rotate(Channel, Channel._meta.get_field("secrets"))
-            others = [
+            rotated = [
                 (model, field, self._rotate(model, field))
                 for model in apps.get_models()
                 for field in model._meta.concrete_fields
-                if isinstance(field, EncryptedJSONField) and not (model is Channel and field.name == "secrets")
+                if isinstance(field, EncryptedJSONField)
             ]
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted the secrets of {rotated} channel(s)."))
-        for model, field, count in others:
-            if count:
-                self.stdout.write(self.style.SUCCESS(f"Re-encrypted {field.name} of {count} {model._meta.verbose_name}(s)."))
+        for model, field, count in rotated:
+            what = f"the {field.verbose_name}"
+            self.stdout.write(self.style.SUCCESS(f"Re-encrypted {what} of {count} {model._meta.verbose_name}(s)."))
 
     def _rotate(self, model, field) -> int:
         table = connection.ops.quote_name(model._meta.db_table)

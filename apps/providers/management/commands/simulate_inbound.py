@@ -17,10 +17,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from twilio.request_validator import RequestValidator
 
-from apps.contacts.services import phone_normalize
+from apps.core.phones import phone_normalize
 from apps.core.errors import ServiceError
-from apps.providers.adapters import sandbox
-from apps.providers.adapters.twilio import whatsapp_address
+from apps.providers.kinds import sandbox
+from apps.providers.kinds.twilio import whatsapp_address
 from apps.providers.models import Channel
 
 FORM = "application/x-www-form-urlencoded"

@@ -1,4 +1,11 @@
-"""WhatsApp through Twilio Programmable Messaging, with the organization's own account."""
+"""Twilio Programmable Messaging with the organization's own account: WhatsApp (and SMS, whose
+adapter is still to come).
+
+Everything Twilio-specific lives here: the SDK client pointed at TWILIO_API_BASE, webhook
+signatures (X-Twilio-Signature over the public URL and the sorted form parameters), the status
+names, the consent keywords, and the one classifier of Twilio's error codes (for refused sends
+and for failed status callbacks alike).
+"""
 
 import hashlib
 import json
@@ -7,13 +14,26 @@ import threading
 
 import requests
 from django.conf import settings
+from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from apps.providers.adapters.base import (
+from apps.core.errors import ServiceError
+from apps.core.phones import phone_normalize
+from apps.providers.kinds import whatsapp
+from apps.providers.kinds.base import (
+    BLOCKED,
+    CONFIGURATION,
+    OPT_OUT,
+    WINDOW_CLOSED,
+    Capabilities,
+    ChannelKind,
+    ChannelPolicy,
+    Credential,
+    Family,
     InboundMessage,
     MediaRef,
     OutboundMessage,
@@ -23,30 +43,32 @@ from apps.providers.adapters.base import (
     StatusUpdate,
     TransientSendError,
     UnknownSendError,
+    Webhook,
     WebhookRequest,
 )
 from apps.providers.media import fetch_limited
-from apps.providers.registry import register
 
 log = logging.getLogger(__name__)
 
 INVALID_CONFIGURATION = "Invalid WhatsApp configuration for your organization. Please contact admin."
+INVALID_ACCOUNT_SID = "A Twilio account SID starts with AC and has 34 characters."
 TWILIO_API = "https://api.twilio.com"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 # Codes meaning the account, token or sender is wrong: the channel goes into error.
 CONFIGURATION_CODES = {20003, 20404, 21212, 21606, 63007, 20008}
 # What a refusal means for the contact or conversation, and how we say it.
-EFFECTS = {
-    21610: ("opted_out", "the contact has unsubscribed from your messages (they replied STOP)."),
-    63016: ("window", "the 24-hour window is closed; WhatsApp requires a template message."),
+REFUSALS = {
+    21610: (OPT_OUT, "the contact has unsubscribed from your messages (they replied STOP)."),
+    63016: (WINDOW_CLOSED, "the 24-hour window is closed; WhatsApp requires a template message."),
     63024: ("", "the recipient is not a valid WhatsApp user."),
     63003: ("", "the recipient's phone number is not on WhatsApp."),
     21211: ("", "the contact's phone number is not valid."),
     21614: ("", "the contact's phone number cannot receive messages."),
     21408: ("", "sending to this country is not enabled on your Twilio account."),
     63018: ("", "the sender is sending too fast for WhatsApp; try again in a moment."),
-    30007: ("blocked", "the message was filtered as spam by the carrier."),
-    63032: ("blocked", "the contact has blocked this WhatsApp sender."),
+    30007: ("", "the message was filtered as spam by the carrier."),
+    63032: (BLOCKED, "the contact has blocked this WhatsApp sender."),
 }
 STATUS_MAP = {
     "accepted": "sending",
@@ -73,10 +95,44 @@ def strip_whatsapp(address: str) -> str:
     return address.removeprefix("whatsapp:").strip()
 
 
-def reason_for(code: int | None, message: str) -> str:
-    effect = EFFECTS.get(code or 0)
-    detail = effect[1] if effect else (message or "Twilio refused the message.")
-    return f"Failed to send via WhatsApp: {detail}"
+def refusal(code: int | None, message: str) -> tuple[str, str]:
+    """(effect, the sentence a person reads) for a Twilio error code: the one classifier, for a
+    refused send and for a failed status callback."""
+    if code in CONFIGURATION_CODES:
+        return CONFIGURATION, INVALID_CONFIGURATION
+    effect, detail = REFUSALS.get(code or 0, ("", message or "Twilio refused the message."))
+    return effect, f"Failed to send via WhatsApp: {detail}"
+
+
+# Credentials ----------------------------------------------------------------------------------
+
+
+def account_sid_clean(value: str, values=None) -> str:
+    """A Twilio account SID, or ValueError with the sentence to show."""
+    value = (value or "").strip()
+    if value and not (value.startswith("AC") and len(value) == 34 and value[2:].isalnum()):
+        raise ValueError(INVALID_ACCOUNT_SID)
+    return value
+
+
+def sender_clean(value: str, *, whatsapp: bool) -> str:
+    """"whatsapp:+E164" for WhatsApp senders (the prefix is added when missing), E.164 otherwise."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        number = phone_normalize(value)
+    except ServiceError as exc:
+        raise ValueError(exc.message) from None
+    return f"whatsapp:{number}" if whatsapp or value.startswith("whatsapp:") else number
+
+
+ACCOUNT_SID = Credential("account_sid", "Account SID", help="Twilio account SID (AC…).", max_length=64,
+                         clean=account_sid_clean)
+AUTH_TOKEN = Credential("auth_token", "Auth token", secret=True, help="From the Twilio console. Write-only.")
+
+
+# The SDK client -------------------------------------------------------------------------------
 
 
 class BaseUrlHttpClient(TwilioHttpClient):
@@ -96,12 +152,64 @@ class BaseUrlHttpClient(TwilioHttpClient):
         return super().request(method, url, *args, **kwargs)
 
 
-@register("twilio_whatsapp")
-class TwilioWhatsAppAdapter:
-    kind = "twilio_whatsapp"
+_clients = threading.local()
+CLIENTS_PER_THREAD = 64
 
+
+@sensitive_variables("auth_token")
+def _client(account_sid: str, auth_token: str) -> Client:
+    """One SDK client (and its HTTP session: kept-alive connections) per account, thread and base
+    URL. A new Client per send cost a TCP (and TLS) handshake each time. Per thread because the
+    client remembers its last response (Retry-After is read from it)."""
+    cache = getattr(_clients, "by_key", None)
+    if cache is None or len(cache) >= CLIENTS_PER_THREAD:
+        cache = _clients.by_key = {}
+    key = (account_sid, hashlib.sha256(auth_token.encode()).hexdigest(), settings.TWILIO_API_BASE)
+    client = cache.get(key)
+    if client is None:
+        client = cache[key] = Client(account_sid, auth_token, http_client=BaseUrlHttpClient(settings.TWILIO_API_BASE))
+    return client
+
+
+def _retry_after(client: Client) -> float | None:
+    response = getattr(client.http_client, "_test_only_last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return max(0.0, float(headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """True when the connection failed before any byte of the request could reach Twilio."""
+    text = repr(exc)
+    return any(marker in text for marker in ("Connection refused", "NewConnectionError", "Name or service not known", "Failed to resolve"))
+
+
+def _consent(text: str, opt_out_type: str) -> str:
+    if opt_out_type:
+        return {"STOP": "opt_out", "START": "opt_in"}.get(opt_out_type.upper(), "")
+    word = text.strip().lower()
+    if word in OPT_OUT_KEYWORDS:
+        return "opt_out"
+    if word in OPT_IN_KEYWORDS:
+        return "opt_in"
+    return ""
+
+
+class _MultiDict(dict):
+    """What RequestValidator reads: every value of a repeated form field."""
+
+    def getlist(self, key):
+        return self[key]
+
+
+# The adapter ----------------------------------------------------------------------------------
+
+
+class TwilioWhatsAppAdapter:
     @sensitive_variables("secrets")
-    def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = ""):
+    def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = "", **_):
         self.account_sid = (config.get("account_sid") or "").strip()
         self.sender = (config.get("sender") or "").strip()
         self.auth_token = (secrets.get("auth_token") or "").strip()
@@ -135,8 +243,11 @@ class TwilioWhatsAppAdapter:
             if status is None:
                 return None
             code = str(body.get("ErrorCode") or "")
-            reason = reason_for(int(code), str(body.get("ErrorMessage") or "")) if code.isdigit() else ""
-            return StatusUpdate(external_id=body["MessageSid"], status=status, error_code=code, error_reason=reason)
+            effect, reason = refusal(int(code), str(body.get("ErrorMessage") or "")) if code.isdigit() else ("", "")
+            return StatusUpdate(
+                external_id=body["MessageSid"], status=status, error_code=code, error_reason=reason,
+                effect=effect if status == "failed" else "",
+            )
         count = int(body.get("NumMedia") or 0)
         media = tuple(
             MediaRef(url=body[f"MediaUrl{i}"], content_type=body.get(f"MediaContentType{i}", ""))
@@ -212,60 +323,65 @@ class TwilioWhatsAppAdapter:
             return TransientSendError("Twilio is rate limiting this sender.", code=str(code or 429), retry_after=retry_after)
         if exc.status >= 500:
             return TransientSendError("Twilio had a temporary problem.", code=str(code or exc.status))
-        if code in CONFIGURATION_CODES or exc.status == 401:
-            return PermanentSendError(INVALID_CONFIGURATION, code=str(code), effect="configuration")
-        effect = EFFECTS.get(code, ("", ""))[0]
-        return PermanentSendError(reason_for(code, exc.msg), code=str(code or exc.status), effect=effect)
+        if exc.status == 401:
+            return PermanentSendError(INVALID_CONFIGURATION, code=str(code), effect=CONFIGURATION)
+        effect, reason = refusal(code, exc.msg)
+        return PermanentSendError(reason, code=str(code or exc.status), effect=effect)
 
 
-_clients = threading.local()
-CLIENTS_PER_THREAD = 64
+# The kinds ------------------------------------------------------------------------------------
 
 
-@sensitive_variables("auth_token")
-def _client(account_sid: str, auth_token: str) -> Client:
-    """One SDK client (and its HTTP session: kept-alive connections) per account, thread and base
-    URL. A new Client per send cost a TCP (and TLS) handshake each time. Per thread because the
-    client remembers its last response (Retry-After is read from it)."""
-    cache = getattr(_clients, "by_key", None)
-    if cache is None or len(cache) >= CLIENTS_PER_THREAD:
-        cache = _clients.by_key = {}
-    key = (account_sid, hashlib.sha256(auth_token.encode()).hexdigest(), settings.TWILIO_API_BASE)
-    client = cache.get(key)
-    if client is None:
-        client = cache[key] = Client(account_sid, auth_token, http_client=BaseUrlHttpClient(settings.TWILIO_API_BASE))
-    return client
+def _twiml() -> HttpResponse:
+    # Twilio expects TwiML for a message webhook; an empty one sends no auto-reply.
+    return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
 
-def _retry_after(client: Client) -> float | None:
-    response = getattr(client.http_client, "_test_only_last_response", None)
-    headers = getattr(response, "headers", None) or {}
-    try:
-        return max(0.0, float(headers.get("Retry-After", "")))
-    except ValueError:
-        return None
+def _no_content() -> HttpResponse:
+    return HttpResponse(status=204)
 
 
-def _never_sent(exc: requests.ConnectionError) -> bool:
-    """True when the connection failed before any byte of the request could reach Twilio."""
-    text = repr(exc)
-    return any(marker in text for marker in ("Connection refused", "NewConnectionError", "Name or service not known", "Failed to resolve"))
+WEBHOOKS = (
+    Webhook(hook="twilio", name="inbound", event_kind="message", answer=_twiml),
+    Webhook(hook="twilio", name="status", event_kind="status", sub="status", answer=_no_content),
+)
 
+WHATSAPP = ChannelKind(
+    key="twilio_whatsapp",
+    label="WhatsApp (Twilio)",
+    family=whatsapp.FAMILY,
+    provider="twilio",
+    policy=whatsapp.POLICY,
+    adapter=TwilioWhatsAppAdapter,
+    webhooks=WEBHOOKS,
+    credentials=(
+        ACCOUNT_SID,
+        Credential(
+            "sender", "Sender", max_length=40, help='The Twilio WhatsApp-enabled number, e.g. "whatsapp:+14155238886".',
+            clean=lambda value, values: sender_clean(value, whatsapp=True),
+        ),
+        AUTH_TOKEN,
+    ),
+    capabilities=Capabilities(templates=True),
+    status_callback="status",
+)
 
-def _consent(text: str, opt_out_type: str) -> str:
-    if opt_out_type:
-        return {"STOP": "opt_out", "START": "opt_in"}.get(opt_out_type.upper(), "")
-    word = text.strip().lower()
-    if word in OPT_OUT_KEYWORDS:
-        return "opt_out"
-    if word in OPT_IN_KEYWORDS:
-        return "opt_in"
-    return ""
+SMS_FAMILY = Family(
+    key="sms",
+    label="SMS",
+    order=40,
+    icon="M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 2-2Zm3 6v2h2V9H7Zm4 0v2h2V9h-2Zm4 0v2h2V9h-2Z",
+)
 
-
-class _MultiDict(dict):
-    """What RequestValidator reads: every value of a repeated form field."""
-
-    def getlist(self, key):
-        return self[key]
-
+# SMS through the same Twilio account: its policy is known; its adapter is still to come (the
+# channels issue), so such a channel is stored but never sends and has no webhook.
+SMS = ChannelKind(
+    key="twilio_sms",
+    label="SMS (Twilio)",
+    family=SMS_FAMILY,
+    provider="twilio",
+    policy=ChannelPolicy(
+        label="SMS", identity_kind="phone", needs_phone=True, needs_opt_in=False, reply_window=None, text_limit=1600
+    ),
+    adapter=None,
+)

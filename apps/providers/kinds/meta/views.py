@@ -4,39 +4,17 @@ Login, connect a WhatsApp Cloud number, see every channel's status, disconnect.
 Owners and admins only (agents get 403). Tokens never reach a template: forms are write-only.
 """
 
-import functools
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.accounts.decorators import admin_required
 from apps.core.errors import NotFound, ServiceError
-from apps.providers import meta_connect
+from apps.providers.kinds.meta import connect as meta_connect
 from apps.providers.models import Channel, MetaAppConfig
 
 INTEGRATIONS = "settings:integrations"
-
-
-def admin_required(view):
-    """Signed in, working in an organization, and its owner or admin."""
-
-    @login_required
-    @functools.wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if request.membership is None:
-            return render(request, "accounts/no_organization.html", status=403)
-        if not request.membership.is_admin:
-            raise PermissionDenied("Only owners and admins can manage integrations.")
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(exc.message) from None
-
-    return wrapped
 
 
 def _page_groups(channels: list[Channel]) -> list[dict]:
@@ -62,8 +40,8 @@ def _render_integrations(request, *, whatsapp_form=None, status=200):
     context = {
         "meta_ready": MetaAppConfig.current().is_configured,
         "page_groups": _page_groups(channels),
-        "cloud_channels": [c for c in channels if c.kind == Channel.Kind.META_WHATSAPP],
-        "twilio_channels": [c for c in channels if c.kind in (Channel.Kind.TWILIO_WHATSAPP, Channel.Kind.TWILIO_SMS)],
+        "cloud_channels": [c for c in channels if c.kind == "meta_whatsapp"],
+        "twilio_channels": [c for c in channels if c.kind in ("twilio_whatsapp", "twilio_sms")],
         "whatsapp_form": whatsapp_form or {},
         "is_superuser": request.user.is_superuser,
     }

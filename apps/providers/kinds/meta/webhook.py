@@ -15,9 +15,9 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from apps.providers import inbound
-from apps.providers.adapters import meta
-from apps.providers.adapters.base import signatures_equal
+from apps.providers import events
+from apps.providers.kinds.base import signatures_equal
+from apps.providers.kinds.meta import adapter as meta
 from apps.providers.models import Channel, MetaAppConfig
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,6 @@ def _record(routed: list[meta.RoutedEvent]) -> None:
         ).order_by("-pk")
     }
     with transaction.atomic():
-        for (kind, destination), events in groups.items():
+        for (kind, destination), batch in groups.items():
             channel = channels.get((kind, destination))
-            inbound.event_record(channel=channel, events=events, provider="meta", destination=destination or "-")
+            events.event_record(channel=channel, events=batch, provider="meta", destination=destination or "-")

@@ -5,11 +5,15 @@ One app-level webhook (`/webhooks/meta/`) carries all three. `signature_valid` c
 with the kind and provider id of the channel it belongs to (page id, Instagram account id,
 phone number id). The adapters then normalize a stored event and talk to the Graph API.
 
-HTTP only, no ORM: the app secret and Graph version reach the adapters through the registry.
+Every Graph error is classified here, once (`classify`): sends, failed WhatsApp statuses and the
+connect flow all read it.
+
+HTTP only, no ORM: the app secret and Graph version reach the adapters through the catalog.
 """
 
 import hashlib
 import hmac
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,8 +21,10 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
-from apps.providers import meta_graph
-from apps.providers.adapters.base import (
+from apps.providers.kinds.base import (
+    CONFIGURATION,
+    RATE_LIMITED,
+    WINDOW_CLOSED,
     InboundMessage,
     MediaRef,
     OutboundMessage,
@@ -35,9 +41,9 @@ from apps.providers.adapters.base import (
     WebhookRequest,
     signatures_equal,
 )
+from apps.providers.kinds.meta import graph as meta_graph
+from apps.providers.kinds.meta.graph import GraphError, GraphUnreachable
 from apps.providers.media import MediaRefused, fetch_limited
-from apps.providers.meta_graph import GraphError, GraphUnreachable
-from apps.providers.registry import register
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +51,19 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 # WhatsApp Cloud names media by id; `fetch_media` asks the Graph API for the download URL.
 WHATSAPP_MEDIA = "whatsapp-media:"
 
-# Graph error codes (https://developers.facebook.com/docs/graph-api/guides/error-handling).
+# Graph error codes (https://developers.facebook.com/docs/graph-api/guides/error-handling,
+# https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
 TOKEN_CODES = {190, 102, 463, 467}  # expired / invalid session or token
-PERMISSION_CODES = {10, 200, 230, 294, 299, 3, 100001}  # a permission is missing
-RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 80002, 80004, 80006, 80007, 80008, 130429, 131056, 131048}
+PERMISSION_CODES = {10, 3, 100001}  # a permission is missing (and 200-299)
+RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80007, 80008, 80014, 130429, 131048,
+                    131056}
 TRANSIENT_CODES = {1, 2, 131000, 131016, 133004}
-WINDOW_SUBCODES = {2018278, 2018108}  # "sent outside of allowed window"
-UNAVAILABLE = {551, 1545041, 131026, 131049}
-UNAVAILABLE_SUBCODES = {2018001, 1545041, 2534014}
-WHATSAPP_WINDOW = 131047  # more than 24 hours since the customer last wrote
+# "Sent outside of the allowed window": Messenger reports it as (#10) with one of these subcodes,
+# so the window is checked before permissions.
+WINDOW_SUBCODES = {2018278, 2018065, 2018108, 2534022}
+WINDOW_CODES = {131047}  # WhatsApp: more than 24 hours since the customer last wrote
+UNAVAILABLE_CODES = {551, 1545041, 131026, 131049}
+UNAVAILABLE_SUBCODES = {2018001, 2018007, 1545041, 2534014}
 WHATSAPP_CONFIGURATION = {133010, 131031, 131030, 368, 131045}
 
 WHATSAPP_STATUS = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}
@@ -252,24 +262,25 @@ def classify(error: GraphError, *, kind: str, tag: str = "") -> SendError:
     code_text = str(code or error.status)
     if error.status == 429 or code in RATE_LIMIT_CODES:
         return TransientSendError(
-            f"{label} is rate limiting this account; we will try again shortly.", code=code_text, retry_after=error.retry_after
+            f"{label} is rate limiting this account; we will try again shortly.", code=code_text,
+            retry_after=error.retry_after, effect=RATE_LIMITED,
         )
     if error.status >= 500 or code in TRANSIENT_CODES or error.flagged_transient:
         return TransientSendError(f"{label} had a temporary problem; we will try again.", code=code_text)
-    if subcode in WINDOW_SUBCODES or code == WHATSAPP_WINDOW:
+    if subcode in WINDOW_SUBCODES or code in WINDOW_CODES:
         if kind == "meta_whatsapp":
             reason = "Failed to send via WhatsApp: the 24-hour window is closed; WhatsApp requires a template message."
         elif tag:
             reason = f"Failed to send via {label}: the 7-day window for human agent replies has closed."
         else:
             reason = f"Failed to send via {label}: the 24-hour window for replies has closed."
-        return PermanentSendError(reason, code=code_text, effect="window")
-    if code in UNAVAILABLE or subcode in UNAVAILABLE_SUBCODES:
+        return PermanentSendError(reason, code=code_text, effect=WINDOW_CLOSED)
+    if code in UNAVAILABLE_CODES or subcode in UNAVAILABLE_SUBCODES:
         return PermanentSendError(f"Failed to send via {label}: this person isn't available right now.", code=code_text)
     if code in TOKEN_CODES or code in PERMISSION_CODES or 200 <= code <= 299 or error.status == 401 or (
         kind == "meta_whatsapp" and code in WHATSAPP_CONFIGURATION
     ):
-        return PermanentSendError(reconnect_sentence(kind), code=code_text, effect="configuration")
+        return PermanentSendError(reconnect_sentence(kind), code=code_text, effect=CONFIGURATION)
     detail = error.message or f"{label} refused the message"
     return PermanentSendError(f"Failed to send via {label}: {detail.rstrip('.')}.", code=code_text)
 
@@ -289,11 +300,10 @@ def _bearer(token: str):
 class _MetaAdapter:
     """What the three Meta adapters share: the app (secret, version), signature, media."""
 
-    kind = ""
-    uses_meta_app = True  # the registry passes the Meta app's configuration
+    kind = ""  # which Meta product this adapter speaks ("messenger", "instagram", "meta_whatsapp")
 
     @sensitive_variables("secrets", "app")
-    def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = "", app: dict | None = None):
+    def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = "", app: dict | None = None, **_):
         app = app or {}
         self.config = config or {}
         self.app_id = str(app.get("app_id") or "")
@@ -307,8 +317,6 @@ class _MetaAdapter:
         return signature_valid(self.app_secret, request.body, request.headers.get(SIGNATURE_HEADER, ""))
 
     def split_webhook(self, request: WebhookRequest, *, kind: str) -> list[RawEvent]:
-        import json
-
         try:
             payload = json.loads(request.body)
         except (UnicodeDecodeError, ValueError):
@@ -459,14 +467,12 @@ class _PageMessagingAdapter(_MetaAdapter):
         return {"name": str(name or ""), "avatar_url": str(data.get("profile_pic") or "")}
 
 
-@register("messenger")
 class MessengerAdapter(_PageMessagingAdapter):
     kind = "messenger"
     label = "Messenger"
     profile_fields = "first_name,last_name,profile_pic"
 
 
-@register("instagram")
 class InstagramAdapter(_PageMessagingAdapter):
     kind = "instagram"
     label = "Instagram"
@@ -510,7 +516,6 @@ def _messaging_content(message: dict) -> tuple[str, tuple[MediaRef, ...]]:
     return text, tuple(media)
 
 
-@register("meta_whatsapp")
 class WhatsAppCloudAdapter(_MetaAdapter):
     kind = "meta_whatsapp"
 
@@ -531,15 +536,17 @@ class WhatsAppCloudAdapter(_MetaAdapter):
             mapped = WHATSAPP_STATUS.get(str(status.get("status") or ""))
             if mapped is None:
                 return None
-            code, reason = "", ""
+            code, reason, effect = "", "", ""
             errors = status.get("errors") or []
             if mapped == "failed" and errors and isinstance(errors[0], dict):
                 error = errors[0]
                 code = str(error.get("code") or "")
                 detail = (error.get("error_data") or {}).get("details") or error.get("message") or error.get("title")
-                refusal = GraphError(str(detail or ""), code=int(code) if code.isdigit() else 0, status=400)
-                reason = classify(refusal, kind=self.kind).reason
-            return StatusUpdate(external_id=str(status["id"]), status=mapped, error_code=code, error_reason=reason)
+                refusal = classify(GraphError(str(detail or ""), code=int(code) if code.isdigit() else 0, status=400),
+                                   kind=self.kind)
+                reason, effect = refusal.reason, refusal.effect
+            return StatusUpdate(external_id=str(status["id"]), status=mapped, error_code=code, error_reason=reason,
+                                effect=effect)
         message = body.get("message") or {}
         sender = "+" + str(message.get("from") or "").lstrip("+")
         name = str(((body.get("contact") or {}).get("profile") or {}).get("name") or "")

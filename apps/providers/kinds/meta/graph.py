@@ -1,5 +1,8 @@
 """The Meta Graph API over `requests`: Facebook Login, pages, profiles, WhatsApp Cloud numbers.
 
+A transport only: what an error means (token, window, rate limit...) is decided by the one
+classifier, `adapter.classify`.
+
 HTTP only, no ORM: callers pass the Graph version (`MetaAppConfig.graph_version`) and tokens.
 Tokens travel in the `Authorization` header and secrets in form bodies, never in a URL, so no
 exception text or log line (urllib3 logs URLs at DEBUG) can carry one; transport failures are
@@ -35,15 +38,6 @@ PAGE_SUBSCRIBED_FIELDS = (
     "message_echoes",
 )
 
-TOKEN_CODES = {190, 102, 10}  # expired / invalid session, API permission
-RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80007, 80008, 80014, 130429, 131048,
-                    131056}
-# Sends refused because the 24-hour (or 7-day tag) window is over.
-OUTSIDE_WINDOW_SUBCODES = {2018278, 2018065, 2018108, 2534022}
-OUTSIDE_WINDOW_CODES = {131047}
-USER_UNAVAILABLE_CODES = {551}
-USER_UNAVAILABLE_SUBCODES = {1545041, 2018001, 2018007}
-
 
 class GraphError(Exception):
     """Graph answered with an error body: `{"error": {"message", "type", "code", "error_subcode",
@@ -77,30 +71,6 @@ class GraphError(Exception):
     def __str__(self) -> str:
         sub = f"/{self.subcode}" if self.subcode else ""
         return f"Graph error {self.code}{sub}: {self.message}"
-
-    @property
-    def is_outside_window(self) -> bool:
-        return self.subcode in OUTSIDE_WINDOW_SUBCODES or self.code in OUTSIDE_WINDOW_CODES
-
-    @property
-    def is_token_problem(self) -> bool:
-        """The token expired, was invalidated or lost a permission: an admin must reconnect."""
-        if self.is_outside_window:
-            return False  # Messenger reports the closed window as (#10) with a subcode.
-        return self.code in TOKEN_CODES or 200 <= self.code <= 299
-
-    @property
-    def is_rate_limit(self) -> bool:
-        return self.code in RATE_LIMIT_CODES or self.status == 429
-
-    @property
-    def is_user_unavailable(self) -> bool:
-        return self.code in USER_UNAVAILABLE_CODES or self.subcode in USER_UNAVAILABLE_SUBCODES
-
-    @property
-    def is_transient(self) -> bool:
-        """Trying again later may work (rate limits, Graph's own failures)."""
-        return self.is_rate_limit or self.status >= 500 or self.code in (1, 2)
 
 
 class GraphUnreachable(Exception):

@@ -8,30 +8,41 @@ Webhook format (JSON, signed with HMAC-SHA256 of the raw body in `X-Parley-Signa
     {"type": "status", "id": "SB…:delivered", "message_id": "SB…", "status": "delivered"}
 
 A body may also be a list of such objects.
+
+Two halves: the adapter (what Parley's pipeline talks to, no ORM) and the simulated provider
+(`sandbox_simulate_task`), which plays the provider's part: it builds the signed webhook and
+hands it to the same intake as the webhook view.
 """
 
 import hashlib
 import hmac
 import json
 import logging
+import random
 import secrets
 import threading
 
+from celery import shared_task
 from django.conf import settings
+from django.db import close_old_connections, connection
+from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 
-from apps.providers.adapters.base import (
+from apps.providers.kinds import whatsapp
+from apps.providers.kinds.base import (
+    ChannelKind,
+    Credential,
     InboundMessage,
     OutboundMessage,
     PermanentSendError,
     RawEvent,
     SendResult,
     StatusUpdate,
+    Webhook,
     WebhookRequest,
     signatures_equal,
 )
 from apps.providers.media import MediaRefused
-from apps.providers.registry import register
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +50,13 @@ SIGNATURE_HEADER = "X-Parley-Signature"
 STATUSES = {"sent", "delivered", "read", "failed"}
 # The simulated customer's steps after a send, in order (delays from settings.SANDBOX_DELAYS).
 SIMULATED_STEPS = ("delivered", "read", "reply")
+SANDBOX_REPLIES = (
+    "Thanks! You said: “{text}”",
+    "Got it 👍 You said: “{text}”",
+    "Thank you for the quick answer! (You said: “{text}”)",
+    "Great, that helps. You said: “{text}”",
+    "Perfect, thanks! You said: “{text}”",
+)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -49,12 +67,13 @@ def new_id() -> str:
     return "SB" + secrets.token_hex(16)
 
 
-@register("sandbox")
-class SandboxAdapter:
-    kind = "sandbox"
+def new_secret() -> str:
+    return secrets.token_hex(32)
 
+
+class SandboxAdapter:
     @sensitive_variables("secrets")
-    def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = ""):
+    def __init__(self, *, config: dict, secrets: dict, channel_uuid: str = "", **_):
         self.webhook_secret = (secrets.get("webhook_secret") or "").strip()
         self.channel_uuid = channel_uuid
 
@@ -125,18 +144,81 @@ class SandboxAdapter:
         return SendResult(external_id=external_id, status="sent")
 
 
+# The simulated provider -----------------------------------------------------------------------
+
+
 def simulate(*, channel_uuid: str, external_id: str, to: str, text: str) -> None:
     """Schedule the delivered, read and reply steps. Celery countdowns where a worker runs them;
     in eager mode (no Redis) Celery ignores countdowns, so a timer thread waits instead."""
-    from apps.providers import tasks  # the ORM side lives in tasks/inbound, never here
-
-    task = tasks.sandbox_simulate_task
+    task = sandbox_simulate_task
     for step in SIMULATED_STEPS:
         delay = float(settings.SANDBOX_DELAYS.get(step, 0))
         args = (channel_uuid, step, external_id, to, text)
         if task.app.conf.task_always_eager:
-            timer = threading.Timer(delay, tasks.sandbox_simulate_in_thread, args=args)
+            timer = threading.Timer(delay, sandbox_simulate_in_thread, args=args)
             timer.daemon = True
             timer.start()
         else:
             task.apply_async(args=args, countdown=delay)
+
+
+@shared_task(acks_late=True, name="apps.providers.tasks.sandbox_simulate_task")
+def sandbox_simulate_task(channel_uuid: str, step: str, external_id: str, to: str, text: str) -> list[int]:
+    """One step of the simulated customer after a send: "delivered", "read" or "reply". It
+    builds the signed body the sandbox provider would post and hands it to the same intake as
+    the webhook view, so the demo exercises the real inbound path."""
+    from apps.providers import selectors, webhooks  # the intake reads the catalog, which lists this module
+
+    channel = selectors.channel_get_by_uuid(uuid=channel_uuid)
+    if channel is None or channel.kind != SANDBOX.key:
+        return []
+    secret = (channel.secrets or {}).get("webhook_secret", "")
+    if not secret:
+        log.warning("sandbox channel %s has no webhook secret; nothing simulated", channel.pk)
+        return []
+    if step == "reply":
+        reply = random.choice(SANDBOX_REPLIES).format(text=_shorten(text))
+        payload = {"type": "message", "id": new_id(), "from": to, "text": reply}
+    else:
+        payload = {"type": "status", "id": f"{external_id}:{step}", "message_id": external_id, "status": step}
+    body = json.dumps(payload).encode()
+    request = WebhookRequest(
+        url=f"{settings.PUBLIC_BASE_URL}/webhooks/sandbox/{channel.uuid}/",
+        headers={SIGNATURE_HEADER: sign(secret, body), "Content-Type": "application/json"},
+        body=body,
+    )
+    return webhooks.webhook_accept(channel=channel, request=request, kind=payload["type"])
+
+
+def sandbox_simulate_in_thread(*args) -> None:
+    """Eager mode: run a simulation step from a timer thread, with its own connection."""
+    close_old_connections()
+    try:
+        sandbox_simulate_task(*args)
+    except Exception:  # noqa: BLE001 - a demo nicety must never take the process down
+        log.warning("sandbox simulation step failed", exc_info=True)
+    finally:
+        connection.close()
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# The kind -------------------------------------------------------------------------------------
+
+SANDBOX = ChannelKind(
+    key="sandbox",
+    label="WhatsApp (sandbox)",
+    family=whatsapp.FAMILY,
+    provider="sandbox",
+    # The sandbox stands in for WhatsApp so the demo shows the same rules.
+    policy=whatsapp.POLICY,
+    adapter=SandboxAdapter,
+    webhooks=(Webhook(hook="sandbox", name="inbound", event_kind="message", answer=lambda: HttpResponse(status=204)),),
+    credentials=(
+        Credential("webhook_secret", "Webhook secret", secret=True, required=False, generate=new_secret,
+                   help="Signs the simulated provider's webhooks; made for you when left empty."),
+    ),
+)

@@ -21,9 +21,10 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership
 from apps.core.errors import NotFound, ServiceError
-from apps.providers import meta_graph
-from apps.providers import services as channel_services
-from apps.providers.meta_graph import GraphError, GraphUnreachable
+from apps.providers.kinds.base import CONFIGURATION, RATE_LIMITED
+from apps.providers.kinds.meta import graph as meta_graph
+from apps.providers.kinds.meta.adapter import classify
+from apps.providers.kinds.meta.graph import GraphError, GraphUnreachable
 from apps.providers.models import Channel, MetaAppConfig, MetaOAuthState, MetaPendingConnection
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 STATE_SALT = "parley.meta.oauth-state"
 STATE_MAX_AGE = timedelta(minutes=10)
 PENDING_MAX_AGE = timedelta(minutes=30)
-PAGE_KINDS = (Channel.Kind.MESSENGER, Channel.Kind.INSTAGRAM)
-META_KINDS = (*PAGE_KINDS, Channel.Kind.META_WHATSAPP)
+PAGE_KINDS = ("messenger", "instagram")
+META_KINDS = (*PAGE_KINDS, "meta_whatsapp")
 DEFAULT_SETTINGS = {"send_read_receipts": True, "send_typing_indicators": True}
 
 TOKEN_PROBLEM_REASON = (
@@ -73,13 +74,14 @@ def _nonce_hash(nonce: str) -> str:
 def _graph_refusal(error: GraphError, *, action: str) -> ServiceError:
     """A Graph error during connect, as a sentence the admin can act on (never the token)."""
     log.warning("Meta %s failed: code=%s subcode=%s fbtrace_id=%s", action, error.code, error.subcode, error.fbtrace_id)
-    if error.is_token_problem:
+    effect = classify(error, kind="messenger").effect
+    if effect == CONFIGURATION:
         return ServiceError(
             "meta_permission",
             "Facebook refused the connection: the login expired or a permission was not granted. "
             "Connect again and allow every permission Parley asks for.",
         )
-    if error.is_rate_limit:
+    if effect == RATE_LIMITED:
         return ServiceError("meta_rate_limited", "Facebook is rate limiting this app. Try again in a few minutes.")
     return ServiceError("meta_error", f"Facebook refused the request: {error.message}")
 
@@ -207,8 +209,8 @@ def meta_page_connect(*, membership: Membership, pending: MetaPendingConnection,
         raise ServiceError("meta_unknown_page", "Pick one of the Pages listed.")
     org_id = membership.organization_id
     ig_id = page.get("instagram_account_id") or ""
-    if _address_taken(organization_id=org_id, kind=Channel.Kind.MESSENGER, address=page_id) or (
-        ig_id and _address_taken(organization_id=org_id, kind=Channel.Kind.INSTAGRAM, address=ig_id)
+    if _address_taken(organization_id=org_id, kind="messenger", address=page_id) or (
+        ig_id and _address_taken(organization_id=org_id, kind="instagram", address=ig_id)
     ):
         raise ServiceError(
             "meta_page_taken", "This Page is already connected to another Parley organization. Disconnect it there first."
@@ -226,7 +228,7 @@ def meta_page_connect(*, membership: Membership, pending: MetaPendingConnection,
         channels = [
             _channel_upsert(
                 organization_id=org_id,
-                kind=Channel.Kind.MESSENGER,
+                kind="messenger",
                 address=page_id,
                 name=page["name"] or "Messenger",
                 config=page_config,
@@ -238,7 +240,7 @@ def meta_page_connect(*, membership: Membership, pending: MetaPendingConnection,
             channels.append(
                 _channel_upsert(
                     organization_id=org_id,
-                    kind=Channel.Kind.INSTAGRAM,
+                    kind="instagram",
                     address=ig_id,
                     name=f"@{username}" if username else "Instagram",
                     config={**page_config, "instagram_account_id": ig_id, "instagram_username": username},
@@ -257,7 +259,7 @@ def meta_page_disconnect(*, membership: Membership, channel: Channel) -> bool:
     _require_admin(membership)
     if channel.organization_id != membership.organization_id or channel.kind not in PAGE_KINDS:
         raise NotFound("Channel not found.")
-    page_id = channel.config.get("page_id") or (channel.address if channel.kind == Channel.Kind.MESSENGER else "")
+    page_id = channel.config.get("page_id") or (channel.address if channel.kind == "messenger" else "")
     siblings = Channel.objects.filter(organization_id=membership.organization_id, kind__in=PAGE_KINDS).filter(
         Q(pk=channel.pk) | Q(config__page_id=page_id) if page_id else Q(pk=channel.pk)
     )
@@ -294,12 +296,12 @@ def meta_whatsapp_connect(*, membership: Membership, waba_id: str, phone_number_
             "invalid", "The WhatsApp Business Account id and the phone number id are numbers shown in Meta's WhatsApp Manager."
         )
     org_id = membership.organization_id
-    existing = Channel.objects.filter(organization_id=org_id, kind=Channel.Kind.META_WHATSAPP, address=phone_number_id).first()
+    existing = Channel.objects.filter(organization_id=org_id, kind="meta_whatsapp", address=phone_number_id).first()
     if not access_token and existing is not None:
         access_token = existing.secrets.get("access_token", "")
     if not access_token:
         raise ServiceError("invalid", "Enter the system-user access token of your WhatsApp Business Account.")
-    if _address_taken(organization_id=org_id, kind=Channel.Kind.META_WHATSAPP, address=phone_number_id):
+    if _address_taken(organization_id=org_id, kind="meta_whatsapp", address=phone_number_id):
         raise ServiceError("meta_number_taken", "This phone number is already connected to another Parley organization.")
     app = _app()
     try:
@@ -309,7 +311,7 @@ def meta_whatsapp_connect(*, membership: Membership, waba_id: str, phone_number_
         meta_graph.whatsapp_waba_subscribe(waba_id=waba_id, access_token=access_token, version=app.graph_version)
     except GraphError as error:
         log.warning("WhatsApp Cloud check failed: code=%s subcode=%s fbtrace_id=%s", error.code, error.subcode, error.fbtrace_id)
-        if error.is_token_problem:
+        if classify(error, kind="meta_whatsapp").effect == CONFIGURATION:
             raise ServiceError(
                 "meta_token_refused",
                 "Meta refused this access token. Use a system-user token with the whatsapp_business_messaging and "
@@ -329,7 +331,7 @@ def meta_whatsapp_connect(*, membership: Membership, waba_id: str, phone_number_
     with transaction.atomic():
         channel = _channel_upsert(
             organization_id=org_id,
-            kind=Channel.Kind.META_WHATSAPP,
+            kind="meta_whatsapp",
             address=phone_number_id,
             name=f"WhatsApp {display}".strip(),
             config={
@@ -342,29 +344,6 @@ def meta_whatsapp_connect(*, membership: Membership, waba_id: str, phone_number_
         )
     log.info("organization %s connected WhatsApp Cloud number %s", org_id, phone_number_id)
     return channel
-
-
-# --------------------------------------------------------------------------- token problems
-
-
-def meta_channel_token_problem(*, channel: Channel, error: GraphError) -> bool:
-    """A Graph error on a channel's token (190, 102, 10, 2xx permissions): put the channel (and
-    the other channel sharing its page token) in error with the sentence admins act on.
-    Returns whether it was a token problem."""
-    if not error.is_token_problem:
-        return False
-    if channel.kind == Channel.Kind.META_WHATSAPP:
-        channel_services.channel_mark_error(channel=channel, reason=WHATSAPP_TOKEN_PROBLEM_REASON)
-        return True
-    channel_services.channel_mark_error(channel=channel, reason=TOKEN_PROBLEM_REASON)
-    page_id = channel.config.get("page_id")
-    if page_id:
-        Channel.objects.filter(
-            organization_id=channel.organization_id, kind__in=PAGE_KINDS, config__page_id=page_id
-        ).exclude(pk=channel.pk).exclude(status=Channel.Status.DISABLED).update(
-            status=Channel.Status.ERROR, status_reason=TOKEN_PROBLEM_REASON
-        )
-    return True
 
 
 # --------------------------------------------------------------------------- reads

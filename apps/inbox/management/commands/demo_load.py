@@ -19,6 +19,7 @@ from apps.contacts import services as contact_services
 from apps.contacts.models import Contact
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Conversation, Message
+from apps.conversations.sending import GAVE_UP
 from apps.providers.models import Channel
 
 ORGANIZATION = ("Demo Support", "demo-support")
@@ -59,7 +60,7 @@ HISTORIES = [
     ("Mei Ling Wong", "open", None, [
         (75, "in", "Can I change the delivery address for order #4790?", ""),
         (70, "out", "Sure, please send me the new address.", "failed",
-         ("63018", "Failed to send via WhatsApp: the sender is sending too fast for WhatsApp; try again in a moment.")),
+         ("gave_up", GAVE_UP.format(label="WhatsApp"))),
     ]),
     ("Priya Nair", "pending", "admin", [
         (2 * 24 * 60 + 40, "in", "Is the warranty extension available for the blender I bought in March?", ""),
@@ -113,7 +114,7 @@ class Command(BaseCommand):
     def _channels(self, organization, agent) -> Channel:
         sandbox, _ = Channel.objects.get_or_create(
             organization=organization,
-            kind=Channel.Kind.SANDBOX,
+            kind="sandbox",
             name=SANDBOX_NAME,
             defaults={"secrets": {"webhook_secret": secrets.token_hex(32)}},
         )
@@ -121,7 +122,7 @@ class Command(BaseCommand):
         # A real WhatsApp channel nobody configured yet: the UI says so.
         Channel.objects.get_or_create(
             organization=organization,
-            kind=Channel.Kind.TWILIO_WHATSAPP,
+            kind="twilio_whatsapp",
             name=TWILIO_NAME,
             defaults={"status": Channel.Status.DISABLED, "config": {}, "secrets": {}},
         )
@@ -148,10 +149,10 @@ class Command(BaseCommand):
             conversation = Conversation.objects.filter(contact=contact, channel=channel).order_by("pk").first()
             if conversation is not None:
                 continue  # loaded before: leave it as the demo (or its users) left it
-            conversation = Conversation.objects.create(
-                organization=channel.organization, contact=contact, channel=channel,
-                assignee=users.get(assignee) if assignee else None,
-            )
+            conversation, _ = conversation_services.conversation_open_for(contact=contact, channel=channel)
+            if assignee:
+                conversation_services.conversation_assign(conversation=conversation, assignee=users[assignee],
+                                                          membership=None)
             for number, (minutes, direction, text, state, *failure) in enumerate(messages):
                 at = now - timedelta(minutes=minutes)
                 external_id = f"demo-{index}-{number}"
@@ -161,9 +162,8 @@ class Command(BaseCommand):
                     )
                     continue
                 error_code, error_reason = failure[0] if failure else ("", "")
-                message = Message.objects.create(
-                    organization=channel.organization, conversation=conversation, channel=channel,
-                    direction=Message.Direction.OUTBOUND, text=text, status=state,
+                conversation_services.message_record(
+                    conversation=conversation, direction=Message.Direction.OUTBOUND, text=text, status=state,
                     external_id=None if state == "failed" else external_id,
                     sender_kind=Message.SenderKind.AGENT, sender=users[assignee or "admin"],
                     created_at=at, sent_at=None if state == "failed" else at + timedelta(seconds=2),
@@ -172,6 +172,5 @@ class Command(BaseCommand):
                     failed_at=at + timedelta(seconds=3) if state == "failed" else None,
                     error_code=error_code, error_reason=error_reason,
                 )
-                conversation_services.conversation_touch(conversation=conversation, message=message)
             if status != Conversation.Status.OPEN:
-                Conversation.objects.filter(pk=conversation.pk).update(status=status)
+                conversation_services.conversation_set_status(conversation=conversation, status=status)

@@ -62,15 +62,20 @@ def session_cookie(user, organization) -> str:
 def contact_create_many(organization, count: int, *, prefix: str = "+6017"):
     from django.utils import timezone
 
-    from apps.contacts.models import Contact
+    from apps.contacts.models import Contact, ContactConsent
 
     now = timezone.now()
     rows = [
-        Contact(organization=organization, name=f"Bench customer {i}", phone=f"{prefix}{1_000_000 + i}",
-                whatsapp_opt_in=True, whatsapp_opt_in_at=now, whatsapp_opt_in_source="bench")
+        Contact(organization=organization, name=f"Bench customer {i}", phone=f"{prefix}{1_000_000 + i}")
         for i in range(count)
     ]
-    return Contact.objects.bulk_create(rows, batch_size=2000)
+    contacts = Contact.objects.bulk_create(rows, batch_size=2000)
+    ContactConsent.objects.bulk_create(
+        [ContactConsent(organization=organization, contact=contact, kind="whatsapp", opted_in=True, opted_in_at=now,
+                        opt_in_source="bench") for contact in contacts],
+        batch_size=2000,
+    )
+    return contacts
 
 
 # Signed webhooks -------------------------------------------------------------------------

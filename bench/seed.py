@@ -113,7 +113,7 @@ def seed(*, conversations: int, messages: int, long_threads: int, long_length: i
     from django.db import connection, transaction
 
     from apps.accounts.models import Organization
-    from apps.contacts.models import Contact
+    from apps.contacts.models import Contact, ContactConsent
     from apps.conversations.models import Conversation, ConversationRead, Message
     from apps.providers.models import Channel
 
@@ -140,11 +140,14 @@ def seed(*, conversations: int, messages: int, long_threads: int, long_length: i
         now = datetime.now(UTC).replace(microsecond=0)
         stamp = _ts(now)
 
-        _copy(Contact, ["organization_id", "name", "phone", "email", "whatsapp_opt_in", "whatsapp_opt_in_at",
-                        "created_at", "updated_at"],
-              ((str(org.pk), f"Customer {i}", f"+6019{1_000_000 + i}", f"customer{i}@example.com", "t", stamp, stamp,
-                stamp) for i in range(conversations)))
+        _copy(Contact, ["organization_id", "name", "phone", "email", "created_at", "updated_at"],
+              ((str(org.pk), f"Customer {i}", f"+6019{1_000_000 + i}", f"customer{i}@example.com", stamp, stamp)
+               for i in range(conversations)))
         contact_ids = list(Contact.objects.filter(organization=org).order_by("pk").values_list("pk", flat=True))
+        _copy(ContactConsent, ["organization_id", "contact_id", "kind", "opted_in", "opted_in_at", "opt_in_source",
+                               "opt_out_reason", "blocked_reason", "updated_at"],
+              ((str(org.pk), str(contact_id), "whatsapp", "t", stamp, "bench", "", "", stamp)
+               for contact_id in contact_ids))
 
         statuses = ["resolved"] * 12 + ["open"] * 5 + ["pending"] * 2 + ["snoozed"]
         assignees = [str(owner.pk)] * 2 + [str(agent.pk)] * 2 + [None] * 6
@@ -188,7 +191,7 @@ def seed(*, conversations: int, messages: int, long_threads: int, long_length: i
         _copy(ConversationRead, ["conversation_id", "user_id", "last_read_at"],
               ((str(cid), str(owner.pk), _ts(last_at[i])) for i, cid in enumerate(conversation_ids) if i % 3 == 0))
     with connection.cursor() as cursor:
-        for model in (Contact, Conversation, Message, ConversationRead):
+        for model in (Contact, ContactConsent, Conversation, Message, ConversationRead):
             cursor.execute(f"ANALYZE {model._meta.db_table}")
     return Seeded(org, owner, agent, channels, conversation_ids[:long_threads], conversation_ids[long_threads + 7],
                   time.monotonic() - started, False)

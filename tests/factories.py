@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from apps.accounts.models import Membership, Organization
-from apps.contacts.models import Contact
+from apps.contacts.models import Contact, ContactConsent
 from apps.conversations.models import Conversation, Message
 from apps.providers.models import Channel
 
@@ -55,14 +55,41 @@ class ChannelFactory(factory.django.DjangoModelFactory):
 class ContactFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Contact
+        skip_postgeneration_save = True
 
     organization = factory.SubFactory(OrganizationFactory)
     name = factory.Sequence(lambda n: f"Customer {n}")
     phone = factory.Sequence(lambda n: f"+6012345{n:04d}")
     email = factory.LazyAttribute(lambda c: f"{c.name.lower().replace(' ', '.')}@example.com")
-    whatsapp_opt_in = True
-    whatsapp_opt_in_at = factory.LazyFunction(timezone.now)
-    whatsapp_opt_in_source = "test"
+
+    @factory.post_generation
+    def whatsapp(contact, create, extracted, **kwargs):
+        """The contact's WhatsApp consent: opted in by default. `whatsapp_opt_in=False`,
+        `whatsapp_unsubscribed_at=...`, `whatsapp_blocked_at=...` and their reasons set it as the
+        contact's `whatsapp_*` columns did (consent is now a row per kind of channel)."""
+        if not create:
+            return
+        fields = {
+            "opted_in": kwargs.get("opt_in", True),
+            "opted_in_at": kwargs.get("opt_in_at", timezone.now()),
+            "opt_in_source": kwargs.get("opt_in_source", "test"),
+            "opted_out_at": kwargs.get("unsubscribed_at"),
+            "opt_out_reason": kwargs.get("unsubscribed_reason", ""),
+            "blocked_at": kwargs.get("blocked_at"),
+            "blocked_reason": kwargs.get("blocked_reason", ""),
+        }
+        if fields["opted_in"] or fields["opted_out_at"] or fields["blocked_at"]:
+            ContactConsent.objects.create(organization_id=contact.organization_id, contact=contact, kind="whatsapp",
+                                          **fields)
+
+    @classmethod
+    def _generate(cls, strategy, params):
+        # The old column names, as the tests write them, become the consent's parameters.
+        for old in ("opt_in", "opt_in_at", "opt_in_source", "unsubscribed_at", "unsubscribed_reason", "blocked_at",
+                    "blocked_reason"):
+            if f"whatsapp_{old}" in params:
+                params[f"whatsapp__{old}"] = params.pop(f"whatsapp_{old}")
+        return super()._generate(strategy, params)
 
 
 class ConversationFactory(factory.django.DjangoModelFactory):

@@ -25,6 +25,22 @@ class ContactOutputSerializer(serializers.Serializer):
         kind = serializers.CharField()
         address = serializers.CharField()
 
+    class ConsentSerializer(serializers.Serializer):
+        """Consent on one kind of channel, by the identity kind that addresses the contact there."""
+
+        class Meta:
+            ref_name = "ContactConsent"
+
+        kind = serializers.CharField()
+        opted_in = serializers.BooleanField()
+        opted_in_at = serializers.DateTimeField(allow_null=True)
+        opt_in_source = serializers.CharField()
+        opted_out_at = serializers.DateTimeField(allow_null=True)
+        opt_out_reason = serializers.CharField()
+        blocked_at = serializers.DateTimeField(allow_null=True)
+        blocked_reason = serializers.CharField()
+        eligible = serializers.BooleanField()
+
     class WhatsAppConsentSerializer(serializers.Serializer):
         class Meta:
             ref_name = "WhatsAppConsent"
@@ -49,19 +65,22 @@ class ContactOutputSerializer(serializers.Serializer):
     custom_attributes = serializers.JSONField()
     identities = IdentitySerializer(many=True, source="identities.all")
     whatsapp = serializers.SerializerMethodField()
+    consents = ConsentSerializer(many=True, source="consents.all")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
     @extend_schema_field(WhatsAppConsentSerializer)
     def get_whatsapp(self, contact) -> dict:
+        """The WhatsApp consent (`whatsapp_opt_in` in requests), in the seed's words."""
+        consent = contact.whatsapp_consent
         return {
-            "opt_in": contact.whatsapp_opt_in,
-            "opt_in_at": contact.whatsapp_opt_in_at,
-            "opt_in_source": contact.whatsapp_opt_in_source,
-            "unsubscribed_at": contact.whatsapp_unsubscribed_at,
-            "unsubscribed_reason": contact.whatsapp_unsubscribed_reason,
-            "blocked_at": contact.whatsapp_blocked_at,
-            "blocked_reason": contact.whatsapp_blocked_reason,
+            "opt_in": consent.opted_in,
+            "opt_in_at": consent.opted_in_at,
+            "opt_in_source": consent.opt_in_source,
+            "unsubscribed_at": consent.opted_out_at,
+            "unsubscribed_reason": consent.opt_out_reason,
+            "blocked_at": consent.blocked_at,
+            "blocked_reason": consent.blocked_reason,
             "eligible": contact.whatsapp_eligible,
         }
 
@@ -69,7 +88,7 @@ class ContactOutputSerializer(serializers.Serializer):
 def contact_page(request, contacts, extra: dict | None = None) -> Response:
     """A page of contacts in name order (cursor over name, id)."""
     page = paginate(
-        contacts.prefetch_related("identities"),
+        contacts.prefetch_related("identities", "consents"),
         field="name",
         descending=False,
         token=request.query_params.get("cursor"),
@@ -126,7 +145,7 @@ class ContactListApi(APIView):
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        contact = services.contact_create(organization=request.organization, **serializer.validated_data)
+        contact = services.contact_create(organization=request.organization, by=request.user, **serializer.validated_data)
         contact = selectors.contact_get(organization=request.organization, contact_id=contact.pk)
         return Response(ContactOutputSerializer(contact).data, status=status.HTTP_201_CREATED)
 
@@ -160,6 +179,6 @@ class ContactDetailApi(APIView):
         contact = selectors.contact_get(organization=request.organization, contact_id=contact_id)
         serializer = self.UpdateInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        services.contact_update(contact=contact, **serializer.validated_data)
+        services.contact_update(contact=contact, by=request.user, **serializer.validated_data)
         contact = selectors.contact_get(organization=request.organization, contact_id=contact.pk)
         return Response(ContactOutputSerializer(contact).data)

@@ -1,8 +1,8 @@
 from typing import Protocol
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from apps.contacts.models import WHATSAPP_ELIGIBLE, Contact, ContactIdentity
+from apps.contacts.models import Contact, ContactConsent, ContactIdentity, consent_eligible
 from apps.core.errors import NotFound
 
 
@@ -28,11 +28,17 @@ def contact_list(*, organization, search: str = "") -> QuerySet[Contact]:
 
 
 def contact_eligible_list(*, organization, policy: Reach, search: str = "") -> QuerySet[Contact]:
-    """Contacts a kind of channel may message: WhatsApp wants an opted-in, valid phone."""
+    """Contacts a kind of channel may message: never one who unsubscribed from it or blocked
+    it; WhatsApp also wants a recorded opt-in, and phone channels a phone."""
     contacts = contact_list(organization=organization, search=search)
     if policy.needs_opt_in:
-        contacts = contacts.filter(WHATSAPP_ELIGIBLE)
-    elif policy.needs_phone:
+        contacts = contacts.filter(consent_eligible(policy.identity_kind))
+    else:
+        refused = ContactConsent.objects.filter(contact=OuterRef("pk"), kind=policy.identity_kind).filter(
+            Q(opted_out_at__isnull=False) | Q(blocked_at__isnull=False)
+        )
+        contacts = contacts.exclude(Exists(refused))
+    if policy.needs_phone:
         contacts = contacts.exclude(phone="")
     return contacts
 

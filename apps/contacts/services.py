@@ -1,47 +1,46 @@
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.contacts.models import Contact, ContactIdentity
+from apps.contacts.models import Contact, ContactConsent, ContactIdentity
 from apps.core.phones import phone_normalize
 
 
 @transaction.atomic
 def contact_create(*, organization, name: str = "", email: str = "", phone: str = "", whatsapp_opt_in: bool = False,
-                   opt_in_source: str = "agent", custom_attributes: dict | None = None) -> Contact:
+                   opt_in_source: str = "agent", custom_attributes: dict | None = None, by=None) -> Contact:
     phone = phone_normalize(phone)
-    now = timezone.now()
     contact = Contact.objects.create(
         organization=organization,
         name=name.strip(),
         email=email.strip().lower(),
         phone=phone,
         custom_attributes=custom_attributes or {},
-        whatsapp_opt_in=whatsapp_opt_in,
-        whatsapp_opt_in_at=now if whatsapp_opt_in else None,
-        whatsapp_opt_in_source=opt_in_source if whatsapp_opt_in else "",
     )
+    if whatsapp_opt_in:
+        consent_opt_in(contact=contact, kind=ContactIdentity.Kind.WHATSAPP, source=opt_in_source, by=by)
     _identities_sync(contact)
     return contact
 
 
 @transaction.atomic
-def contact_update(*, contact: Contact, **fields) -> Contact:
+def contact_update(*, contact: Contact, by=None, **fields) -> Contact:
     """Update what was given. A new phone keeps the history with the contact; future sends
-    go to the new number, and replies from the old one still find this contact."""
+    go to the new number, and replies from the old one still find this contact.
+    `whatsapp_opt_in` records (or withdraws) the WhatsApp consent, with `opt_in_source`."""
     if "phone" in fields:
         fields["phone"] = phone_normalize(fields["phone"])
     if "email" in fields:
         fields["email"] = fields["email"].strip().lower()
-    if "whatsapp_opt_in" in fields and fields["whatsapp_opt_in"] != contact.whatsapp_opt_in:
-        if fields["whatsapp_opt_in"]:
-            contact.whatsapp_opt_in_at = timezone.now()
-            contact.whatsapp_opt_in_source = fields.pop("opt_in_source", "agent")
-            contact.whatsapp_unsubscribed_at = None
-            contact.whatsapp_unsubscribed_reason = ""
-    fields.pop("opt_in_source", None)
+    source = fields.pop("opt_in_source", "agent")
+    whatsapp_opt_in = fields.pop("whatsapp_opt_in", None)
     for name, value in fields.items():
         setattr(contact, name, value)
     contact.save()
+    if whatsapp_opt_in is not None and whatsapp_opt_in != contact.whatsapp_consent.opted_in:
+        if whatsapp_opt_in:
+            consent_opt_in(contact=contact, kind=ContactIdentity.Kind.WHATSAPP, source=source, by=by)
+        else:
+            consent_withdraw(contact=contact, kind=ContactIdentity.Kind.WHATSAPP, by=by)
     _identities_sync(contact)
     return contact
 
@@ -79,19 +78,12 @@ def contact_resolve(*, organization, kind: str, address: str, name: str = "", ph
         if existing:
             identity_attach(contact=existing, kind=kind, address=address)
             return existing, False
-    now = timezone.now()
     try:
         with transaction.atomic():
-            contact = Contact.objects.create(
-                organization=organization,
-                name=name[:200],
-                phone=phone,
-                # They wrote to us first: that is their consent to be answered on this channel.
-                whatsapp_opt_in=kind == ContactIdentity.Kind.WHATSAPP,
-                whatsapp_opt_in_at=now if kind == ContactIdentity.Kind.WHATSAPP else None,
-                whatsapp_opt_in_source="contact_wrote_first" if kind == ContactIdentity.Kind.WHATSAPP else "",
-            )
+            contact = Contact.objects.create(organization=organization, name=name[:200], phone=phone)
             ContactIdentity.objects.create(organization=organization, contact=contact, kind=kind, address=address)
+            # They wrote to us first: that is their consent to be answered on this channel.
+            consent_opt_in(contact=contact, kind=kind, source="contact_wrote_first")
     except IntegrityError:
         identity = ContactIdentity.objects.select_related("contact").get(
             organization=organization, kind=kind, address=address
@@ -100,41 +92,44 @@ def contact_resolve(*, organization, kind: str, address: str, name: str = "", ph
     return contact, True
 
 
-def contact_whatsapp_opt_out(*, contact: Contact, reason: str) -> None:
-    Contact.objects.filter(pk=contact.pk).update(
-        whatsapp_opt_in=False, whatsapp_unsubscribed_at=timezone.now(), whatsapp_unsubscribed_reason=reason[:200]
+# Consent, per kind of channel ----------------------------------------------------------------
+
+
+def _consent_update(*, contact: Contact, kind: str, by=None, **fields) -> ContactConsent:
+    consent, _ = ContactConsent.objects.update_or_create(
+        contact=contact, kind=kind, defaults={**fields, "organization_id": contact.organization_id, "changed_by": by}
     )
+    # A prefetched list on this instance would now be stale.
+    getattr(contact, "_prefetched_objects_cache", {}).pop("consents", None)
+    return consent
 
 
-def contact_whatsapp_opt_in(*, contact: Contact, source: str) -> None:
-    Contact.objects.filter(pk=contact.pk).update(
-        whatsapp_opt_in=True,
-        whatsapp_opt_in_at=timezone.now(),
-        whatsapp_opt_in_source=source[:40],
-        whatsapp_unsubscribed_at=None,
-        whatsapp_unsubscribed_reason="",
-    )
+def consent_opt_in(*, contact: Contact, kind: str, source: str, by=None) -> ContactConsent:
+    """The contact agreed to hear from us on this kind of channel (an agent recorded it, they
+    wrote first, they replied START): an earlier opt-out no longer applies."""
+    return _consent_update(contact=contact, kind=kind, by=by, opted_in=True, opted_in_at=timezone.now(),
+                           opt_in_source=source[:40], opted_out_at=None, opt_out_reason="")
 
 
-def contact_whatsapp_block(*, contact: Contact, reason: str) -> None:
-    Contact.objects.filter(pk=contact.pk).update(whatsapp_blocked_at=timezone.now(), whatsapp_blocked_reason=reason[:200])
-
-
-def consent_opt_out(*, contact: Contact, kind: str, reason: str) -> None:
+def consent_opt_out(*, contact: Contact, kind: str, reason: str, by=None) -> ContactConsent:
     """The contact unsubscribed on this kind of channel (STOP, or the provider said so)."""
-    if kind == ContactIdentity.Kind.WHATSAPP:
-        contact_whatsapp_opt_out(contact=contact, reason=reason)
+    return _consent_update(contact=contact, kind=kind, by=by, opted_in=False, opted_out_at=timezone.now(),
+                           opt_out_reason=reason[:200])
 
 
-def consent_opt_in(*, contact: Contact, kind: str, source: str) -> None:
-    if kind == ContactIdentity.Kind.WHATSAPP:
-        contact_whatsapp_opt_in(contact=contact, source=source)
+def consent_withdraw(*, contact: Contact, kind: str, by=None) -> ContactConsent:
+    """An agent took back a consent recorded by mistake (no unsubscribe happened)."""
+    return _consent_update(contact=contact, kind=kind, by=by, opted_in=False)
 
 
-def consent_block(*, contact: Contact, kind: str, reason: str) -> None:
+def consent_block(*, contact: Contact, kind: str, reason: str, by=None) -> ContactConsent:
     """The contact blocked us on this kind of channel (the provider said so)."""
-    if kind == ContactIdentity.Kind.WHATSAPP:
-        contact_whatsapp_block(contact=contact, reason=reason)
+    return _consent_update(contact=contact, kind=kind, by=by, blocked_at=timezone.now(), blocked_reason=reason[:200])
+
+
+def consent_unblock(*, contact: Contact, kind: str, by=None) -> ContactConsent:
+    """The contact let us write again (unblocked the bot)."""
+    return _consent_update(contact=contact, kind=kind, by=by, blocked_at=None, blocked_reason="")
 
 
 def contact_enrich(*, contact: Contact, name: str = "", avatar_url: str = "") -> None:

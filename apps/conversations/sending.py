@@ -68,17 +68,18 @@ def policy_of(channel: Channel) -> ChannelPolicy:
 
 
 def contact_refusal(contact: Contact, policy: ChannelPolicy) -> ServiceError | None:
-    """Why this contact cannot be messaged on a channel with this policy, or None."""
+    """Why this contact cannot be messaged on a channel with this policy, or None. Consent is
+    the contact's on this kind of channel only (STOP on SMS says nothing about WhatsApp)."""
     if policy.needs_phone and not phone_is_valid(contact.phone):
         return ServiceError("no_valid_phone", "Contact has no valid phone")
-    if policy.needs_opt_in:
-        # Unsubscribing also clears the opt-in: the specific reasons come first.
-        if contact.whatsapp_unsubscribed_at is not None:
-            return ServiceError("unsubscribed", f"This contact has unsubscribed from {policy.label} messages.")
-        if contact.whatsapp_blocked_at is not None:
-            return ServiceError("blocked", f"This contact has blocked {policy.label} messages from you.")
-        if not contact.whatsapp_opt_in:
-            return ServiceError("not_opted_in", f"This contact has not opted in to {policy.label} messages.")
+    consent = contact.consent(policy.identity_kind)
+    # Unsubscribing also clears the opt-in: the specific reasons come first.
+    if consent.opted_out_at is not None:
+        return ServiceError("unsubscribed", f"This contact has unsubscribed from {policy.label} messages.")
+    if consent.blocked_at is not None:
+        return ServiceError("blocked", f"This contact has blocked {policy.label} messages from you.")
+    if policy.needs_opt_in and not consent.opted_in:
+        return ServiceError("not_opted_in", f"This contact has not opted in to {policy.label} messages.")
     return None
 
 

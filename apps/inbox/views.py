@@ -357,6 +357,8 @@ def _workspace_context(request, conversation, filters) -> dict:
     if conversation is None:
         return {"conversation": None}
     policy = _policy(conversation.channel)
+    # The contact panel shows their consents: one query for all of them.
+    prefetch_related_objects([conversation.contact], "consents")
     context = {
         "conversation": conversation,
         "contact": conversation.contact,

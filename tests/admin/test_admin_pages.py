@@ -75,8 +75,8 @@ def test_contact_with_identities_inline(root_client, customer):
 def test_contact_admin_refuses_an_invalid_phone(root_client, customer):
     data = {
         "organization": customer.organization_id, "name": "Siti", "email": "", "phone": "0123", "avatar_url": "",
-        "custom_attributes": "{}", "whatsapp_opt_in_source": "", "whatsapp_unsubscribed_reason": "",
-        "whatsapp_blocked_reason": "", "identities-TOTAL_FORMS": "0", "identities-INITIAL_FORMS": "0",
+        "custom_attributes": "{}", "identities-TOTAL_FORMS": "0", "identities-INITIAL_FORMS": "0",
+        "consents-TOTAL_FORMS": "0", "consents-INITIAL_FORMS": "0",
         "_save": "Save",
     }
     response = root_client.post(f"/admin/contacts/contact/{customer.pk}/change/", data)

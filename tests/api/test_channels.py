@@ -115,8 +115,7 @@ def test_eligible_contacts_and_the_empty_message(alice_client, whatsapp, acme, c
     assert [c["name"] for c in page["results"]] == ["Siti Rahman"] and page["empty_message"] == ""
     assert body(alice_client.get(url, {"search": "siti"}))["results"][0]["id"] == customer.pk
 
-    customer.whatsapp_opt_in = False
-    customer.save()
+    customer.consents.filter(kind="whatsapp").update(opted_in=False)
     page = body(alice_client.get(url))
     assert page["results"] == []
     assert page["empty_message"] == "No contacts with WhatsApp opt-in found."

@@ -64,9 +64,8 @@ def test_search_and_pages(alice_client, acme, globex):
 
 def test_detail_shows_unsubscribe_and_block(alice_client, customer):
     now = timezone.now()
-    Contact.objects.filter(pk=customer.pk).update(
-        whatsapp_unsubscribed_at=now, whatsapp_unsubscribed_reason="Replied STOP",
-        whatsapp_blocked_at=now, whatsapp_blocked_reason="Twilio 63032",
+    customer.consents.filter(kind="whatsapp").update(
+        opted_out_at=now, opt_out_reason="Replied STOP", blocked_at=now, blocked_reason="Twilio 63032",
     )
     consent = body(alice_client.get(f"/api/v1/contacts/{customer.pk}/"))["whatsapp"]
     assert consent["unsubscribed_reason"] == "Replied STOP" and consent["unsubscribed_at"]

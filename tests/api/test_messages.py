@@ -190,9 +190,9 @@ def test_send_refusals_have_codes_and_words(alice_client, conversation, setup, p
     elif setup == "disabled":
         Channel.objects.filter(pk=channel.pk).update(status="disabled")
     elif setup == "not_opted_in":
-        type(contact).objects.filter(pk=contact.pk).update(whatsapp_opt_in=False)
+        contact.consents.filter(kind="whatsapp").update(opted_in=False)
     elif setup == "unsubscribed":
-        type(contact).objects.filter(pk=contact.pk).update(whatsapp_opt_in=False, whatsapp_unsubscribed_at=timezone.now())
+        contact.consents.filter(kind="whatsapp").update(opted_in=False, opted_out_at=timezone.now())
     elif setup == "window_closed":
         type(conversation).objects.filter(pk=conversation.pk).update(last_inbound_at=timezone.now() - timedelta(hours=25))
     response = post_json(alice_client, messages_url(conversation), payload)

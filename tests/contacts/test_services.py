@@ -28,7 +28,7 @@ def test_create_records_identities_and_consent(acme):
     contact = services.contact_create(organization=acme, name="Siti", phone="+60123456789", whatsapp_opt_in=True)
     kinds = set(contact.identities.values_list("kind", "address"))
     assert ("whatsapp", "+60123456789") in kinds
-    assert contact.whatsapp_opt_in_at is not None and contact.whatsapp_opt_in_source == "agent"
+    assert contact.whatsapp_consent.opted_in_at is not None and contact.whatsapp_consent.opt_in_source == "agent"
     assert contact.whatsapp_eligible
 
 
@@ -47,8 +47,8 @@ def test_unknown_sender_becomes_a_contact_that_wrote_first(acme):
         organization=acme, kind="whatsapp", address="+60111111111", name="Ali", phone="+60111111111"
     )
     assert created
-    assert contact.name == "Ali" and contact.whatsapp_opt_in
-    assert contact.whatsapp_opt_in_source == "contact_wrote_first"
+    assert contact.name == "Ali" and contact.whatsapp_consent.opted_in
+    assert contact.whatsapp_consent.opt_in_source == "contact_wrote_first"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -79,11 +79,11 @@ def test_eligibility_and_search(acme, globex):
     factories.ContactFactory(organization=acme, name="No Phone", phone="")
     factories.ContactFactory(organization=acme, name="Not opted", whatsapp_opt_in=False)
     stopped = factories.ContactFactory(organization=acme, name="Stopped")
-    services.contact_whatsapp_opt_out(contact=stopped, reason="Replied STOP")
+    services.consent_opt_out(contact=stopped, kind="whatsapp", reason="Replied STOP")
     factories.ContactFactory(organization=globex, name="Siti Elsewhere", phone="+60123456780")
 
     assert list(selectors.contact_eligible_list(organization=acme, policy=WHATSAPP)) == [eligible]
     for term in ("siti", "SITI@example", "123456789", "+60 12 345"):
         assert list(selectors.contact_eligible_list(organization=acme, policy=WHATSAPP, search=term)) == [eligible]
     stopped.refresh_from_db()
-    assert not stopped.whatsapp_eligible and stopped.whatsapp_unsubscribed_reason == "Replied STOP"
+    assert not stopped.whatsapp_eligible and stopped.whatsapp_consent.opt_out_reason == "Replied STOP"

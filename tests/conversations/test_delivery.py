@@ -122,7 +122,7 @@ def test_unsubscribed_recipient_opts_the_contact_out(send, fake_twilio, customer
     assert (message.status, message.error_code) == ("failed", "21610")
     assert message.error_reason.startswith("Failed to send via WhatsApp: ")
     customer.refresh_from_db()
-    assert customer.whatsapp_opt_in is False and customer.whatsapp_unsubscribed_at is not None
+    assert customer.whatsapp_consent.opted_in is False and customer.whatsapp_consent.opted_out_at is not None
     open_conversation.refresh_from_db()
     with pytest.raises(ServiceError) as refused:
         sending.message_send(membership=alice_membership, conversation=open_conversation, text="Again")
@@ -328,7 +328,7 @@ def test_retry_rechecks_eligibility(send, fake_twilio, alice_membership, custome
     fake_twilio.script(fakes.server_error())
     message = send()
     Message.objects.filter(pk=message.pk).update(status=Message.Status.UNKNOWN)
-    contact_services.contact_whatsapp_block(contact=customer, reason="blocked")
+    contact_services.consent_block(contact=customer, kind="whatsapp", reason="blocked")
     with pytest.raises(ServiceError) as refused:
         sending.message_retry(membership=alice_membership, message_id=message.pk)
     assert refused.value.code == "blocked"

@@ -67,13 +67,13 @@ def test_contact_not_opted_in(alice_membership, whatsapp, acme):
 
 
 def test_contact_unsubscribed(alice_membership, whatsapp, customer):
-    contact_services.contact_whatsapp_opt_out(contact=customer, reason="Replied STOP")
+    contact_services.consent_opt_out(contact=customer, kind="whatsapp", reason="Replied STOP")
     error = refusal(membership=alice_membership, channel=whatsapp, contact_id=customer.pk, text="Hi")
     assert (error.code, error.message) == ("unsubscribed", "This contact has unsubscribed from WhatsApp messages.")
 
 
 def test_contact_blocked(alice_membership, whatsapp, customer):
-    contact_services.contact_whatsapp_block(contact=customer, reason="63032")
+    contact_services.consent_block(contact=customer, kind="whatsapp", reason="63032")
     error = refusal(membership=alice_membership, channel=whatsapp, contact_id=customer.pk, text="Hi")
     assert (error.code, error.message) == ("blocked", "This contact has blocked WhatsApp messages from you.")
 

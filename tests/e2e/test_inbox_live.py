@@ -152,7 +152,7 @@ def test_refused_send_shows_the_sentence_and_keeps_the_text(new_page, conversati
     page = new_page()
     log_in(page, "alice")
     open_conversation(page, conversation)
-    contact_services.contact_whatsapp_opt_out(contact=customer, reason="STOP")
+    contact_services.consent_opt_out(contact=customer, kind="whatsapp", reason="STOP")
 
     text = page.get_by_label("Message", exact=True)
     text.fill("Can I help with anything else?")

@@ -225,10 +225,9 @@ def test_closed_window_shows_the_warning(alice_client, conversation):
 
 
 def test_unsubscribed_contact_panel(alice_client, conversation, customer):
-    customer.whatsapp_opt_in = False
-    customer.whatsapp_unsubscribed_at = timezone.now()
-    customer.whatsapp_unsubscribed_reason = "Replied STOP"
-    customer.save()
+    customer.consents.filter(kind="whatsapp").update(
+        opted_in=False, opted_out_at=timezone.now(), opt_out_reason="Replied STOP"
+    )
     html = alice_client.get(reverse("inbox:contact", args=[customer.pk])).content.decode()
     assert "Unsubscribed" in html and "Replied STOP" in html
 

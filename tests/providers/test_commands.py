@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from apps.accounts.models import Membership, Organization
-from apps.contacts.models import Contact
+from apps.contacts.models import Contact, ContactConsent
 from apps.conversations.models import Conversation, Message
 from apps.providers.models import Channel, InboundEvent
 from apps.providers.catalog import adapter_for
@@ -56,8 +56,8 @@ def snapshot() -> dict:
         "organizations": sorted(Organization.objects.values_list("pk", "name", "slug")),
         "memberships": sorted(Membership.objects.values_list("pk", "user__username", "role")),
         "channels": sorted(Channel.objects.values_list("pk", "kind", "name", "status", "uuid")),
-        "contacts": sorted(Contact.objects.values_list("pk", "name", "phone", "whatsapp_opt_in",
-                                                       "whatsapp_unsubscribed_at")),
+        "contacts": sorted(Contact.objects.values_list("pk", "name", "phone")),
+        "consents": sorted(ContactConsent.objects.values_list("contact_id", "kind", "opted_in", "opted_out_at")),
         "conversations": sorted(Conversation.objects.values_list("pk", "status", "last_message_at", "assignee_id")),
         "messages": sorted(Message.objects.values_list("pk", "direction", "status", "text", "created_at")),
     }
@@ -88,7 +88,7 @@ def test_demo_load_is_idempotent_and_tells_how_to_log_in(db):
     contacts = Contact.objects.filter(organization=organization)
     assert contacts.count() >= 8
     assert contacts.filter(phone="").exists()
-    assert contacts.filter(whatsapp_unsubscribed_at__isnull=False).exists()
+    assert contacts.filter(consents__kind="whatsapp", consents__opted_out_at__isnull=False).exists()
     assert sum(contact.whatsapp_eligible for contact in contacts) >= 4
 
     conversations = Conversation.objects.filter(organization=organization)

@@ -8,7 +8,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from apps.contacts.models import Contact
+from apps.contacts.models import Contact, ContactConsent
 from apps.core.errors import ServiceError
 from apps.conversations.models import Attachment, Conversation, Message
 from apps.conversations import inbound, tasks
@@ -37,7 +37,7 @@ def test_an_unknown_number_creates_a_contact_who_wrote_first(
 
     contact = Contact.objects.get()
     assert (contact.organization, contact.name, contact.phone) == (whatsapp.organization, "Nurul Huda", "+60174455667")
-    assert contact.whatsapp_opt_in and contact.whatsapp_opt_in_source == "contact_wrote_first"
+    assert contact.whatsapp_consent.opted_in and contact.whatsapp_consent.opt_in_source == "contact_wrote_first"
     assert contact.identities.filter(kind="whatsapp", address="+60174455667").exists()
     conversation = Conversation.objects.get()
     assert (conversation.contact, conversation.channel, conversation.status) == (contact, whatsapp, "open")
@@ -71,9 +71,9 @@ def test_stop_opts_the_contact_out_and_the_message_is_kept(
     receive(webhook_client, whatsapp, payload("twilio_inbound_text", Body="STOP", OptOutType="STOP"),
             django_capture_on_commit_callbacks)
     customer.refresh_from_db()
-    assert not customer.whatsapp_opt_in
-    assert customer.whatsapp_unsubscribed_at is not None
-    assert customer.whatsapp_unsubscribed_reason == "Replied STOP"
+    assert not customer.whatsapp_consent.opted_in
+    assert customer.whatsapp_consent.opted_out_at is not None
+    assert customer.whatsapp_consent.opt_out_reason == "Replied STOP"
     assert not customer.whatsapp_eligible
     message = Message.objects.get()
     assert message.text == "STOP"
@@ -94,13 +94,13 @@ def test_stop_opts_the_contact_out_and_the_message_is_kept(
 def test_start_opts_an_unsubscribed_contact_back_in(
     webhook_client, whatsapp, customer, django_capture_on_commit_callbacks
 ):
-    Contact.objects.filter(pk=customer.pk).update(
-        whatsapp_opt_in=False, whatsapp_unsubscribed_at=timezone.now(), whatsapp_unsubscribed_reason="Replied STOP"
+    ContactConsent.objects.filter(contact=customer, kind="whatsapp").update(
+        opted_in=False, opted_out_at=timezone.now(), opt_out_reason="Replied STOP"
     )
     receive(webhook_client, whatsapp, payload("twilio_inbound_text", Body=" start "), django_capture_on_commit_callbacks)
     customer.refresh_from_db()
-    assert customer.whatsapp_opt_in and customer.whatsapp_unsubscribed_at is None
-    assert customer.whatsapp_opt_in_source == "Replied START"
+    assert customer.whatsapp_consent.opted_in and customer.whatsapp_consent.opted_out_at is None
+    assert customer.whatsapp_consent.opt_in_source == "Replied START"
     assert customer.whatsapp_eligible
 
 
@@ -236,8 +236,8 @@ def test_failed_21610_opts_the_contact_out(webhook_client, whatsapp, customer, d
     post_status(webhook_client, whatsapp, message.external_id, "failed", django_capture_on_commit_callbacks,
                 error_code="21610")
     customer.refresh_from_db()
-    assert not customer.whatsapp_opt_in and customer.whatsapp_unsubscribed_at is not None
-    assert "unsubscribed" in customer.whatsapp_unsubscribed_reason
+    assert not customer.whatsapp_consent.opted_in and customer.whatsapp_consent.opted_out_at is not None
+    assert "unsubscribed" in customer.whatsapp_consent.opt_out_reason
 
 
 def test_failed_63016_closes_the_window_we_thought_was_open(

@@ -40,7 +40,7 @@ def test_a_signed_sandbox_message_is_recorded_and_processed(sandbox_channel, dja
     message = Message.objects.get()
     assert (message.text, message.external_id, message.status) == ("Hello", payload["id"], "received")
     contact = message.conversation.contact
-    assert (contact.name, contact.phone, contact.whatsapp_opt_in_source) == ("Aminah", "+60198765432", "contact_wrote_first")
+    assert (contact.name, contact.phone, contact.whatsapp_consent.opt_in_source) == ("Aminah", "+60198765432", "contact_wrote_first")
     assert InboundEvent.objects.get().provider == "sandbox"
 
 

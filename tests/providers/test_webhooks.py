@@ -215,7 +215,7 @@ def test_five_messages_from_a_new_number_at_once_make_one_contact_and_one_conver
     assert Message.objects.count() == 5
     assert set(InboundEvent.objects.values_list("state", flat=True)) == {"processed"}
     contact = Contact.objects.get()
-    assert (contact.name, contact.phone, contact.whatsapp_opt_in_source) == ("Aminah", "+60198765432", "contact_wrote_first")
+    assert (contact.name, contact.phone, contact.whatsapp_consent.opt_in_source) == ("Aminah", "+60198765432", "contact_wrote_first")
 
 
 def test_a_channel_kind_without_an_adapter_has_no_webhook(webhook_client, acme):

@@ -138,7 +138,7 @@ class Command(BaseCommand):
                     whatsapp_opt_in=consent in ("in", "out"), opt_in_source="web_form",
                 )
                 if consent == "out":
-                    contact_services.contact_whatsapp_opt_out(contact=contact, reason="Replied STOP")
+                    contact_services.consent_opt_out(contact=contact, kind="whatsapp", reason="Replied STOP")
             contacts[name] = contact
         return contacts
 

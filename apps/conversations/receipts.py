@@ -33,6 +33,11 @@ def _allowed(channel: Channel, setting: str, capability: str) -> bool:
     )
 
 
+def typing_allowed(channel: Channel) -> bool:
+    """Whether the agent's typing is shown in the customer's app on this channel."""
+    return _allowed(channel, "send_typing_indicators", "typing")
+
+
 def conversation_opened(*, conversation: Conversation) -> None:
     """An agent opened the conversation: tell the customer's app it was seen (in a task)."""
     if _allowed(conversation.channel, "send_read_receipts", "read_receipts"):
@@ -42,7 +47,7 @@ def conversation_opened(*, conversation: Conversation) -> None:
 def conversation_typing(*, conversation: Conversation) -> bool:
     """The agent is typing: at most one indicator per conversation every few seconds, shared by
     every web process (Redis). Returns whether one was scheduled."""
-    if not _allowed(conversation.channel, "send_typing_indicators", "typing"):
+    if not typing_allowed(conversation.channel):
         return False
     key = f"typing:{conversation.channel.uuid}:{conversation.pk}"
     if ratelimit.take(key, rate=1 / TYPING_EVERY, capacity=1) > 0:
@@ -70,7 +75,7 @@ def conversation_send_read_receipt(*, conversation: Conversation | None) -> bool
 
 
 def conversation_send_typing(*, conversation: Conversation | None) -> bool:
-    if conversation is None or not _allowed(conversation.channel, "send_typing_indicators", "typing"):
+    if conversation is None or not typing_allowed(conversation.channel):
         return False
     return _best_effort("typing indicator", conversation, lambda adapter, to: adapter.typing(to=to))
 

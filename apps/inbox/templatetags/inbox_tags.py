@@ -151,6 +151,14 @@ def channel_icon(kind: str, label: str = "") -> str:
 
 
 @register.filter
+def sends_typing(channel) -> bool:
+    """The channel shows the agent's typing in the customer's app (its kind can, its setting allows)."""
+    from apps.conversations import receipts
+
+    return channel is not None and receipts.typing_allowed(channel)
+
+
+@register.filter
 def initials(name) -> str:
     words = [w for w in str(name or "").split() if w[:1].isalnum()]
     if not words:

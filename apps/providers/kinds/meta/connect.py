@@ -34,7 +34,6 @@ STATE_MAX_AGE = timedelta(minutes=10)
 PENDING_MAX_AGE = timedelta(minutes=30)
 PAGE_KINDS = ("messenger", "instagram")
 META_KINDS = (*PAGE_KINDS, "meta_whatsapp")
-DEFAULT_SETTINGS = {"send_read_receipts": True, "send_typing_indicators": True}
 
 TOKEN_PROBLEM_REASON = (
     "The Facebook connection expired or lost a permission. "
@@ -190,7 +189,6 @@ def _channel_upsert(*, organization_id: int, kind: str, address: str, name: str,
         channel = Channel(organization_id=organization_id, kind=kind, address=address, name=name[:100])
     channel.config = {**channel.config, **config}
     channel.secrets = secrets
-    channel.settings = {**DEFAULT_SETTINGS, **(channel.settings or {})}
     channel.status, channel.status_reason = Channel.Status.ACTIVE, ""
     channel.save()
     return channel

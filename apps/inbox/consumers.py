@@ -2,7 +2,8 @@
 organization, and forwards only events about channels its user may see.
 
 An event reaches every socket of its organization's group; a consumer's work per event is a set
-lookup and a send (the fragments are rendered once, by broadcast), never a database query. The
+lookup, picking the event's parts for its socket and joining them, and a send (every part is
+rendered once, complete, by broadcast), never a database query or markup of its own. The
 set of visible channels is loaded on connect and reloaded when access changes and every
 CHANNELS_REFRESH_S seconds, in the background.
 """
@@ -164,13 +165,10 @@ class InboxConsumer(OrganizationConsumer):
         fragments = event.get("fragments") or {}
         parts = []
         watching = event["conversation_id"] == self.watching
+        # Only the socket watching the conversation has its thread: nobody else gets parts for it.
         if watching:
-            bubble = fragments.get("bubble")
-            if bubble:
-                # Delete first: the sender's page may already hold this bubble from its own send.
-                parts.append(f'<div id="message-{event["message_id"]}" hx-swap-oob="delete"></div>')
-                parts.append(f'<div id="messages" hx-swap-oob="beforeend">{bubble}</div>')
-                parts.append(fragments.get("banner", ""))
+            if fragments.get("bubble"):
+                parts += [fragments["bubble"], fragments.get("banner", "")]
             else:
                 parts.append(live.resync_hint("messages"))
             # The agent is looking at it: read as it arrives, so the badge stays clear.
@@ -179,12 +177,8 @@ class InboxConsumer(OrganizationConsumer):
         if in_list is None:
             parts.append(live.resync_hint("conversation-list"))
         elif in_list:
-            row = fragments.get("row_active" if watching else "row")
-            if row:
-                parts.append(f'<div id="conversation-{event["conversation_id"]}" hx-swap-oob="delete"></div>')
-                parts.append(f'<div id="conversation-list" hx-swap-oob="afterbegin">{row}</div>')
-            else:
-                parts.append(live.resync_hint("conversation-list"))
+            # Moved to the top of the list.
+            parts.append(fragments.get("row_active" if watching else "row") or live.resync_hint("conversation-list"))
         await self._send_parts(parts)
 
     async def inbox_message_status_changed(self, event):
@@ -196,17 +190,17 @@ class InboxConsumer(OrganizationConsumer):
     async def inbox_conversation_updated(self, event):
         if event.get("after_message") or not self.visible(event):
             return
-        conversation_id = event["conversation_id"]
+        fragments = event.get("fragments") or {}
         in_list = self._in_list(event)
         if in_list is None:
-            await self._send_parts([live.resync_hint("conversation-list")])
-            return
-        if not in_list:
+            part = None
+        elif in_list:
+            # Replaced in place.
+            part = fragments.get("row_active" if event["conversation_id"] == self.watching else "row")
+        else:
             # It left the viewer's list (assigned away from "Mine", resolved while filtering on open...).
-            await self._send_parts([f'<div id="conversation-{conversation_id}" hx-swap-oob="delete"></div>'])
-            return
-        row = (event.get("fragments") or {}).get("row_active" if conversation_id == self.watching else "row")
-        await self._send_parts([live.oob(row, "outerHTML") if row else live.resync_hint("conversation-list")])
+            part = fragments.get("row_gone")
+        await self._send_parts([part or live.resync_hint("conversation-list")])
 
     def _in_list(self, event: dict) -> bool | None:
         """None: the event carries no state (its render failed), the page fetches its list."""
@@ -230,6 +224,7 @@ class InboxConsumer(OrganizationConsumer):
             await asyncio.sleep(READ_MARK_DELAY_S)
         self.read_pending = None
         try:
+            # One write, no render: the conversation's id is all the read marker needs.
             await database_sync_to_async(conversation_services.conversation_mark_read)(
                 conversation=Conversation(pk=self.watching), user=self.membership.user
             )

@@ -1,11 +1,14 @@
 """Out-of-band htmx fragments for the inbox socket, rendered once per event for every viewer.
 
-The fragments are the same files the pages render (`inbox/_message.html`,
-`inbox/_message_status.html`, `inbox/_conversation_row.html`), loaded in a fixed number of
-queries. They are not scoped by viewer: the event names its organization group and its
-`channel_id`, and each consumer drops what its member may not see before sending anything.
+Each part of a frame is one template: the files the pages render (`inbox/_message.html`,
+`inbox/_message_status.html`, `inbox/_conversation_row.html`, `inbox/_window_banner.html`),
+marked out of band by their `oob` variable or wrapped by an `inbox/_live_*.html` template that
+says where they go. Their data is loaded in a fixed number of queries. They are not scoped by
+viewer: the event names its organization group and its `channel_id`, and each consumer drops
+what its member may not see and joins the parts it picked, as they are.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC
 from urllib.parse import urlencode
@@ -66,7 +69,9 @@ MAX_FRAGMENTS_CHARS = 60_000
 
 
 def message_created_fragments(*, conversation_id: int, message_id: int) -> dict:
-    """The bubble, the window banner and the conversation's row for a new message."""
+    """For the socket watching the conversation, `bubble` (appended to the thread, replacing the
+    sender's own copy) and `banner` (the reply window); for every list that holds the
+    conversation, its row moved to the top: `row`, or `row_active` for the watcher."""
     with timezone.override(UTC):
         message = (
             Message.objects.filter(pk=message_id, conversation_id=conversation_id)
@@ -79,10 +84,10 @@ def message_created_fragments(*, conversation_id: int, message_id: int) -> dict:
         conversation = message.conversation
         inbound = message.direction == Message.Direction.INBOUND
         fragments = {
-            "bubble": _render_shared("inbox/_message.html", message=message, conversation=conversation),
+            "bubble": _render_shared("inbox/_live_bubble.html", message=message, conversation=conversation),
             # The customer wrote: the reply window (re)opens.
             "banner": _window_banner(conversation) if inbound else "",
-            **_rows(conversation, unread=True if inbound else None),
+            **_rows("inbox/_live_row_moved.html", conversation, unread=True if inbound else None),
         }
         return _within_limit(fragments, state=_state(conversation))
 
@@ -97,20 +102,26 @@ def message_status_fragments(*, conversation_id: int, message_id: int) -> dict:
         )
         if message is None:
             return {}
-        status = oob(_render_shared("inbox/_message_status.html", message=message, conversation=message.conversation),
-                      "outerHTML")
+        status = _render_shared(
+            "inbox/_message_status.html", message=message, conversation=message.conversation, oob=True
+        )
         return _within_limit({"status": status}, state={})
 
 
 def conversation_updated_fragments(*, conversation_id: int) -> dict:
-    """The conversation's row, replaced in place by every viewer whose list holds it."""
+    """The conversation's row replaced in place, for every list that holds it (`row`, or
+    `row_active` for the watcher), and `row_gone` for lists it has left."""
     with timezone.override(UTC):
         conversation = (
             Conversation.objects.filter(pk=conversation_id).select_related("contact", "channel").first()
         )
         if conversation is None:
             return {}
-        return _within_limit(_rows(conversation, unread=None), state=_state(conversation))
+        fragments = {
+            **_rows("inbox/_conversation_row.html", conversation, unread=None, oob="outerHTML"),
+            "row_gone": _render_shared("inbox/_live_row_gone.html", conversation=conversation),
+        }
+        return _within_limit(fragments, state=_state(conversation))
 
 
 def row_in_list(state: dict, *, channel_id: int, filters: ListFilters, user_id: int) -> bool:
@@ -126,23 +137,26 @@ def row_in_list(state: dict, *, channel_id: int, filters: ListFilters, user_id: 
     return True
 
 
+@functools.cache
 def resync_hint(fragment: str) -> str:
-    """Ask the browser to fetch one fragment again (live.js): the event's HTML was too large."""
-    return f'<div hx-swap-oob="beforeend:#live"><span data-resync="{fragment}"></span></div>'
+    """Ask the browser to fetch one fragment again (live.js): the event's HTML was too large or
+    its render failed. The same for every event: rendered once per process and fragment."""
+    return render_to_string("inbox/_live_resync.html", {"fragment": fragment}).strip()
 
 
 def _state(conversation: Conversation) -> dict:
     return {"status": conversation.status, "assignee_id": conversation.assignee_id}
 
 
-def _rows(conversation: Conversation, *, unread: bool | None) -> dict:
+def _rows(template: str, conversation: Conversation, *, unread: bool | None, **context) -> dict:
     """`row` for the organization (unread: True → badge; None → the browser keeps its badge) and
-    `row_active` for the socket watching the conversation (read as it arrives: no badge)."""
+    `row_active` for the socket watching the conversation (read as it arrives: no badge), both
+    through `template` (moved to the top, or in place)."""
     conversation.has_unread = bool(unread)
-    row = _render_shared("inbox/_conversation_row.html", conversation=conversation, keep_state=unread is None)
+    row = _render_shared(template, conversation=conversation, keep_state=unread is None, **context)
     conversation.has_unread = False
-    active = _render_shared("inbox/_conversation_row.html", conversation=conversation, active_id=conversation.pk)
-    return {"row": row.strip(), "row_active": active.strip()}
+    active = _render_shared(template, conversation=conversation, active_id=conversation.pk, **context)
+    return {"row": row, "row_active": active}
 
 
 def _within_limit(fragments: dict, *, state: dict) -> dict:
@@ -160,23 +174,15 @@ def _window_banner(conversation: Conversation) -> str:
     if kind is None or kind.policy.reply_window is None:
         return ""
     window = kind.policy.window(conversation.last_inbound_at)
-    return oob(render_to_string("inbox/_window_banner.html", {"window": window, "conversation": conversation}), "outerHTML")
+    return render_to_string(
+        "inbox/_window_banner.html", {"window": window, "conversation": conversation, "oob": True}
+    ).strip()
 
 
 def _render_shared(template: str, **context) -> str:
-    # No viewer, no membership: the same HTML for every agent of the organization.
-    return render_to_string(template, {**context, "viewer": None, "browser_time": True})
-
-
-def oob(html: str, swap: str) -> str:
-    """Mark a fragment's one top-level element as an out-of-band swap of itself."""
-    html = html.strip()
-    if not html.startswith("<") or ">" not in html:
-        return ""
-    tag_end = html.index(">")
-    if html[tag_end - 1] == "/":
-        tag_end -= 1
-    return f'{html[:tag_end]} hx-swap-oob="{swap}"{html[tag_end:]}'
+    # No viewer, no membership: the same HTML for every agent of the organization. Stripped of
+    # the templates' surrounding whitespace only, so a part is exactly its elements.
+    return render_to_string(template, {**context, "viewer": None, "browser_time": True}).strip()
 
 
 def _first(params: dict[str, list[str]], name: str) -> str:

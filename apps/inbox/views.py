@@ -2,7 +2,8 @@
 fragments, plus the "New message" flow (channel choice, then contact + conversation).
 
 Views parse input, call selectors and services, and render. A full request renders the page;
-an htmx request renders only the partial its target names.
+an htmx request renders only the partial its target names, or a response template
+(`inbox/_*_response.html`) that includes the partial and the out-of-band elements beside it.
 """
 
 import json
@@ -13,7 +14,6 @@ from django.db.models import Q
 from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget, trigger_client_event
@@ -55,9 +55,12 @@ def index(request, conversation_id=None):
     target = request.htmx.target if request.htmx and not request.htmx.boosted else None
 
     if target == "workspace":
-        context = {**_workspace_context(request, conversation, filters), "filters": filters}
-        response = render(request, "inbox/index.html#workspace", context)
-        return _with_live(request, response, conversation=conversation, filters=filters, row=conversation)
+        context = {
+            **_workspace_context(request, conversation, filters),
+            "filters": filters,
+            "ws_url": _ws_url(conversation, filters),
+        }
+        return render(request, "inbox/_workspace_response.html", context)
 
     page = _conversation_page(membership, filters)
     query = _list_query(filters)
@@ -76,11 +79,10 @@ def index(request, conversation_id=None):
     context["channels"] = list(channel_selectors.channel_list_visible(membership=membership))
     context["views"] = [("mine", "Mine"), ("unassigned", "Unassigned"), ("all", "All")]
     context["statuses"] = Conversation.Status.choices
-    if target == "list-pane":
-        response = render(request, "inbox/index.html#list-pane", context)
-        return _with_live(request, response, conversation=conversation, filters=filters)
-    context.update(_workspace_context(request, conversation, filters))
     context["ws_url"] = _ws_url(conversation, filters)
+    if target == "list-pane":
+        return render(request, "inbox/_list_pane_response.html", context)
+    context.update(_workspace_context(request, conversation, filters))
     return render(request, "inbox/index.html", context)
 
 
@@ -175,10 +177,7 @@ def message_retry(request, message_id):
     if not request.htmx:
         return redirect("inbox:conversation", conversation_id=conversation.pk)
     prefetch_related_objects([message], "attachments", "sender")
-    html = render_to_string(
-        "inbox/_message.html", {"message": message, "conversation": conversation, "viewer": request.user}, request
-    )
-    return HttpResponse(html)
+    return render(request, "inbox/_message.html", {"message": message, "conversation": conversation, "viewer": request.user})
 
 
 @member_required
@@ -283,8 +282,7 @@ def new_split(request, channel_id):
     )
     context["ws_url"] = _ws_url(conversation, {})
     if target == "thread-pane":
-        response = render(request, "inbox/new_split.html#thread-pane", context)
-        return _with_live(request, response, conversation=conversation, filters={})
+        return render(request, "inbox/_thread_pane_response.html", context)
     return render(request, "inbox/new_split.html", context)
 
 
@@ -442,12 +440,10 @@ def _send(request, *, channel, contact, conversation, from_new=False):
     prefetch_related_objects([message], "attachments", "sender")
     composer = _composer_context(action=action, channel=channel, policy=policy, contact=contact)
     context = {"message": message, "conversation": conversation, "viewer": request.user, "composer": composer}
-    html = render_to_string("inbox/_message.html", context, request)
-    html += render_to_string("inbox/_composer.html", {**context, "oob": True}, request)
     if new_conversation:
         # The first message of a conversation: watch it from now on.
-        html += render_to_string("inbox/_live.html", {"ws_url": _ws_url(conversation, {}), "oob": True}, request)
-    response = HttpResponse(html)
+        context["ws_url"] = _ws_url(conversation, {})
+    response = render(request, "inbox/_send_response.html", context)
     if message.status == message.Status.FAILED:
         return _toast(response, message.error_reason or f"Failed to send via {policy.label}.")
     return response
@@ -477,28 +473,9 @@ def _header_response(request, conversation, *, error: ServiceError | None = None
         "statuses": Conversation.Status.choices,
         "viewer": request.user,
     }
-    html = render_to_string("inbox/_conversation_header.html", context, request)
-    html += _oob_row(request, conversation)
-    response = HttpResponse(html, status=422 if error else 200)
+    response = render(request, "inbox/_header_response.html", context, status=422 if error else 200)
     if error:
         return _toast(response, error.message)
-    return response
-
-
-def _oob_row(request, conversation) -> str:
-    return render_to_string(
-        "inbox/_conversation_row.html",
-        {"conversation": conversation, "viewer": request.user, "oob": "outerHTML", "active_id": conversation.pk},
-        request,
-    )
-
-
-def _with_live(request, response, *, conversation, filters, row=None):
-    """Point the page's socket at what is now on screen, and refresh the opened row."""
-    extra = render_to_string("inbox/_live.html", {"ws_url": _ws_url(conversation, filters), "oob": True}, request)
-    if row is not None:
-        extra += _oob_row(request, row)
-    response.content = response.content + extra.encode()
     return response
 
 

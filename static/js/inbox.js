@@ -1,6 +1,6 @@
-/* Parley inbox page behaviour: time zone cookie, composer keys, attachment chips,
- * keeping the scroll position when older messages load, relative times and toasts.
- * Live updates (socket, reconnect, polling) live in live.js. */
+/* Parley inbox page behaviour: time zone cookie, composer keys, attachment chips, relative
+ * times and toasts. The thread's scroll lives in thread.js; live updates (socket, reconnect,
+ * polling) in live.js. */
 (function () {
   "use strict";
 
@@ -84,7 +84,6 @@
       el.removeAttribute("data-browser-time");
     });
   }
-  window.parleyFormatTimes = formatBrowserTimes;
   function refreshTimes(root) {
     formatBrowserTimes(root);
     var now = new Date();
@@ -108,49 +107,8 @@
   }
   setInterval(refreshWindow, 60000);
 
-  // Messages: start at the newest, keep the position when older ones load -----------------------
-  function messages() { return document.getElementById("messages"); }
-  function scrollToBottom() {
-    var box = messages();
-    if (box) box.scrollTop = box.scrollHeight;
-  }
-  function nearBottom(box) { return box.scrollHeight - box.scrollTop - box.clientHeight < 120; }
-
-  var olderAnchor = null;
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    var target = event.detail.target;
-    if (target && target.id === "older-messages") {
-      var box = messages();
-      olderAnchor = box ? { box: box, height: box.scrollHeight, top: box.scrollTop } : null;
-    }
-  });
-  document.addEventListener("htmx:afterSwap", function (event) {
-    var target = event.detail.target;
-    if (olderAnchor && target && target.id === "older-messages") return; // handled after settle
-    if (target && (target.id === "workspace" || target.id === "thread-pane")) {
-      scrollToBottom();
-      var text = document.querySelector("[data-composer-text]");
-      if (text && window.matchMedia("(min-width: 900px)").matches) text.focus();
-    }
-    if (target && target.id === "messages") scrollToBottom(); // our own send
-  });
-  document.addEventListener("htmx:afterSettle", function () {
-    if (olderAnchor) {
-      var a = olderAnchor; olderAnchor = null;
-      a.box.scrollTop = a.top + (a.box.scrollHeight - a.height);
-    }
-    refreshTimes();
-  });
-  // New bubbles pushed over the socket: follow them when the agent is at the bottom.
-  document.addEventListener("htmx:oobBeforeSwap", function (event) {
-    var box = messages();
-    if (box && event.detail.target === box) box.dataset.follow = nearBottom(box) ? "1" : "";
-  });
-  document.addEventListener("htmx:oobAfterSwap", function (event) {
-    refreshTimes();
-    var box = messages();
-    if (box && event.detail.target === box && box.dataset.follow === "1") scrollToBottom();
-  });
+  // New content from any swap (a response, an out-of-band part, a socket frame): its times.
+  document.addEventListener("htmx:load", function () { refreshTimes(); });
 
   // Active row / contact: mark what was clicked (the list itself is not re-rendered).
   document.addEventListener("click", function (event) {
@@ -200,7 +158,7 @@
   // Typing indicator for the customer's app: at most one POST every 5 s (the server throttles too).
   var lastTyping = 0;
   function typing() {
-    var box = messages();
+    var box = document.getElementById("messages");
     var url = box && box.dataset.typingUrl;
     if (!url || Date.now() - lastTyping < 5000) return;
     lastTyping = Date.now();
@@ -287,7 +245,6 @@
   });
 
   function init() {
-    scrollToBottom();
     refreshTimes();
     refreshWindow();
     document.querySelectorAll("[data-composer-text]").forEach(grow);

@@ -1,17 +1,18 @@
 /* Live updates for the inbox page: the websocket is a hint, the server's pages are the truth.
  *
- * The page opens its socket with the htmx ws extension (hx-ext="ws" ws-connect="/ws/inbox/…"),
- * which applies the out-of-band fragments the server sends. This file adds what the extension
- * leaves to us:
+ * The page opens its socket with the htmx ws extension (hx-ext="ws,live-frame"
+ * ws-connect="/ws/inbox/…"), which applies the out-of-band fragments the server sends. This file
+ * adds what the extension leaves to us, the socket's lifecycle:
  *   - the browser's time zone in the `tz` cookie, so the server renders times in it;
  *   - after a reconnect, reload the visible fragments (frames sent while we were away are lost);
  *   - reconnect after a clean close too (the extension only retries abnormal closes);
  *   - while the socket is down (cannot connect, or keeps closing), poll the fragments;
- *   - keep one bubble per message, and stay at the bottom when already there;
+ *   - leave out the parts of a frame whose target this page does not show (`live-frame`);
  *   - finish what the server leaves to the browser in fragments it renders once for every agent:
  *     "You" on this agent's own bubbles, the unread badge a row had when an update says to keep
  *     it, and a fetch of a fragment when the frame says it was too large to carry
  *     (inbox.js formats their times in this browser's zone).
+ * The thread's scroll and its one bubble per message are thread.js's, resynced ones included.
  * `document.body.dataset.live` says where we are: connecting, open, closed or polling.
  */
 (function () {
@@ -79,25 +80,6 @@
     });
   }
 
-  function mergeMessages(current, fresh) {
-    // Keep older messages the agent scrolled up to; update the ones we have; add the missing.
-    var atBottom = isAtBottom(current);
-    Array.prototype.forEach.call(fresh.children, function (child) {
-      var existing = child.id ? document.getElementById(child.id) : null;
-      var node = document.importNode(child, true);
-      if (existing && current.contains(existing)) {
-        existing.replaceWith(node);
-      } else if (child.id && child.id.indexOf("message-") === 0) {
-        current.appendChild(node);
-      } else {
-        return;
-      }
-      htmx.process(node);
-    });
-    dedupeMessages(current);
-    if (atBottom) scrollToBottom(current);
-  }
-
   function replaceChildren(current, fresh) {
     current.innerHTML = fresh.innerHTML;
     htmx.process(current);
@@ -115,7 +97,7 @@
       var element = document.getElementById(id);
       if (!element) return Promise.resolve();
       return fetchFragment(element).then(function (fresh) {
-        if (id === "messages") mergeMessages(element, fresh);
+        if (id === "messages") window.parleyThread.merge(fresh);
         else if (id === "conversation-list") replaceChildren(element, fresh);
         else replaceElement(element, fresh);
       }).catch(function (error) {
@@ -202,10 +184,37 @@
     if (current(event) && !state.open) pollIfStillDown();
   });
 
-  document.addEventListener("htmx:wsAfterMessage", function () {
-    var messages = document.getElementById("messages");
-    if (messages) dedupeMessages(messages);
+  // ---- frames: a part without a target on this page is nothing to do ------------------------
+
+  // Frames are rendered once for every page of the organization: the row of a conversation this
+  // list does not hold (a new one, one beyond the loaded page), the sender's copy of a bubble that
+  // is not here to be replaced, rows sent to the "New message" page, which has no list. htmx would
+  // report each of them as htmx:oobErrorNoTarget; leave them out before it swaps the rest.
+  htmx.defineExtension("live-frame", {
+    transformResponse: function (text) {
+      var frame = document.createElement("template");
+      frame.innerHTML = text; // a template's content is inert: it runs and loads nothing
+      var missing = Array.prototype.filter.call(frame.content.children, function (part) {
+        return !hasTarget(part);
+      });
+      if (!missing.length) return text;
+      missing.forEach(function (part) { part.remove(); });
+      return frame.innerHTML;
+    }
   });
+
+  function hasTarget(part) {
+    // htmx's reading of hx-swap-oob: "<swap>:<selector>", or a swap of the element with its id.
+    var swap = part.getAttribute("hx-swap-oob") || "true";
+    var colon = swap.indexOf(":");
+    var selector = colon > 0 ? swap.slice(colon + 1) : part.id ? "#" + CSS.escape(part.id) : "";
+    if (!selector) return true; // not a part the server makes: let htmx say what is wrong
+    try {
+      return document.querySelector(selector) !== null;
+    } catch (e) {
+      return true;
+    }
+  }
 
   // ---- viewer-independent frames ------------------------------------------------------------
 
@@ -239,59 +248,8 @@
       hints.forEach(function (hint) { wanted[hint.getAttribute("data-resync")] = true; hint.remove(); });
       resync(Object.keys(wanted));
     }
-    if (window.parleyFormatTimes) window.parleyFormatTimes();
   }
   document.addEventListener("htmx:wsAfterMessage", finishFrame);
-
-  // Remember whether the agent was reading the newest message before a frame lands.
-  var stickToBottom = true;
-  document.addEventListener("htmx:wsBeforeMessage", function () {
-    var messages = document.getElementById("messages");
-    stickToBottom = !messages || isAtBottom(messages);
-  });
-  document.addEventListener("htmx:wsAfterMessage", function () {
-    var messages = document.getElementById("messages");
-    if (messages && stickToBottom) scrollToBottom(messages);
-  });
-
-  // A send's own response and the socket's frame can both bring the same bubble: keep the one
-  // already shown (the socket renders after commit, so it is never older). Right after the
-  // swap, in the same task, so no duplicate is ever painted.
-  ["htmx:afterSwap", "htmx:oobAfterSwap", "htmx:afterSettle"].forEach(function (name) {
-    document.addEventListener(name, function () {
-      var messages = document.getElementById("messages");
-      if (messages) dedupeMessages(messages);
-    });
-  });
-
-  function dedupeMessages(container) {
-    var seen = {};
-    Array.prototype.slice.call(container.querySelectorAll("[id^='message-']")).forEach(function (element) {
-      if (!/^message-\d+$/.test(element.id)) return;
-      if (seen[element.id]) element.remove();
-      else seen[element.id] = true;
-    });
-  }
-
-  function isAtBottom(element) {
-    var scroller = scrollerOf(element);
-    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
-  }
-
-  function scrollToBottom(element) {
-    var scroller = scrollerOf(element);
-    scroller.scrollTop = scroller.scrollHeight;
-  }
-
-  function scrollerOf(element) {
-    var node = element;
-    while (node && node !== document.body) {
-      var style = window.getComputedStyle(node);
-      if ((style.overflowY === "auto" || style.overflowY === "scroll") && node.scrollHeight > node.clientHeight) return node;
-      node = node.parentElement;
-    }
-    return document.scrollingElement || document.documentElement;
-  }
 
   // A page whose socket never opens (blocked by a proxy, server without websockets) polls.
   document.addEventListener("DOMContentLoaded", function () {

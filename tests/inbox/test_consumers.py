@@ -140,6 +140,52 @@ def test_socket_not_watching_gets_row_with_unread_state_but_no_bubble(alice, acm
     assert not ConversationRead.objects.filter(conversation=conversation, user=alice).exists()
 
 
+def swap_targets(frame: str) -> list[str]:
+    """What each out-of-band part of a frame swaps: `#<id>` of the part, or its own selector; a
+    resync hint as `resync:<fragment>`."""
+    targets = []
+    for attrs in re.findall(r"<\w+\s([^>]*\bhx-swap-oob=\"[^\"]*\"[^>]*)>", frame):
+        swap = re.search(r'hx-swap-oob="([^"]*)"', attrs).group(1)
+        element_id = re.search(r'\bid="([^"]*)"', attrs)
+        targets.append(swap.split(":", 1)[1] if ":" in swap else f"#{element_id.group(1)}")
+    targets += [f"resync:{name}" for name in re.findall(r'data-resync="([^"]*)"', frame)]
+    return targets
+
+
+def test_sockets_not_watching_the_conversation_get_nothing_for_its_thread(alice, acme, conversation, whatsapp):
+    cookie = session_cookie(alice, acme)
+    elsewhere = factories.ConversationFactory(channel=whatsapp, contact=factories.ContactFactory(organization=acme))
+    outbound = factories.MessageFactory(conversation=conversation, direction="outbound", status="sent", sender=alice)
+
+    def thread_parts(frame: str) -> list[str]:
+        return [target for target in swap_targets(frame)
+                if target in ("#messages", "#window-banner", "resync:messages") or target.startswith("#message-")]
+
+    async def scenario():
+        # The list page (no conversation open) and a page watching another conversation.
+        sockets = [communicator("/ws/inbox/", cookie), communicator(f"/ws/inbox/?conversation={elsewhere.pk}", cookie)]
+        for ws in sockets:
+            assert (await ws.connect())[0]
+        await sync_to_async(record_inbound)(conversation, "For the list only", "SM" + "5" * 32)
+        await sync_to_async(record_inbound)(conversation, "y" * (live.MAX_FRAGMENTS_CHARS + 10), "SM" + "3" * 32)
+        for ws in sockets:
+            for _ in range(2):
+                frame = await ws.receive_from(timeout=3)
+                assert swap_targets(frame) == [f"#conversation-{conversation.pk}", "#conversation-list"], frame
+                assert thread_parts(frame) == []
+
+        def deliver():
+            with transaction.atomic():
+                services.message_status_apply(message=outbound, status="delivered")
+
+        await sync_to_async(deliver)()
+        for ws in sockets:
+            assert await ws.receive_nothing(timeout=0.3)  # a status is only for the thread showing it
+            await ws.disconnect()
+
+    run(scenario)
+
+
 def test_status_change_replaces_the_status_element(alice, acme, conversation):
     cookie = session_cookie(alice, acme)
     outbound = factories.MessageFactory(conversation=conversation, direction="outbound", status="sent", sender=alice)

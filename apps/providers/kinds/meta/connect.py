@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership
 from apps.core.errors import NotFound, ServiceError
+from apps.providers import services as channel_services
 from apps.providers.kinds.base import CONFIGURATION, RATE_LIMITED
 from apps.providers.kinds.meta import graph as meta_graph
 from apps.providers.kinds.meta.adapter import classify
@@ -189,6 +190,8 @@ def _channel_upsert(*, organization_id: int, kind: str, address: str, name: str,
         channel = Channel(organization_id=organization_id, kind=kind, address=address, name=name[:100])
     channel.config = {**channel.config, **config}
     channel.secrets = secrets
+    # The switches shown in admin, at their defaults until an admin changes them.
+    channel.settings = {**channel_services.SETTING_DEFAULTS, **(channel.settings or {})}
     channel.status, channel.status_reason = Channel.Status.ACTIVE, ""
     channel.save()
     return channel

@@ -21,6 +21,7 @@ from apps.accounts.middleware import SESSION_KEY
 from apps.conversations import services as conversation_services
 from apps.conversations.models import Conversation
 from apps.inbox import broadcast, live
+from apps.inbox.forms import ListFilters
 from apps.providers import selectors as channel_selectors
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class InboxConsumer(OrganizationConsumer):
 
     async def subscription_allowed(self) -> bool:
         params = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.filters = live.filters_from_query(params)
+        self.filters = ListFilters.parse(params)
         self.watching = None
         conversation = (params.get("conversation") or [""])[0]
         if not conversation:

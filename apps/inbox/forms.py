@@ -1,9 +1,13 @@
 """Input parsing for the inbox pages. Validation of content lives in the services."""
 
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
 from django import forms
 
 from apps.conversations.models import Conversation
 
+# The list's views and the assignee filter each stands for.
 VIEWS = {"mine": "me", "unassigned": "unassigned", "all": ""}
 
 
@@ -13,16 +17,47 @@ class ListFilterForm(forms.Form):
     status = forms.ChoiceField(choices=Conversation.Status.choices, required=False)
     cursor = forms.CharField(required=False, max_length=500)
 
-    def filters(self) -> dict:
+    def filters(self) -> "ListFilters":
         """Clean values; an invalid one is dropped, so a stale bookmark still opens."""
         self.is_valid()
         data = self.cleaned_data
-        return {
-            "view": data.get("view") or "all",
-            "channel": data.get("channel"),
-            "status": data.get("status") or "",
-            "cursor": data.get("cursor") or "",
-        }
+        return ListFilters(view=data.get("view") or "all", channel=data.get("channel"), status=data.get("status") or "",
+                           cursor=data.get("cursor") or "")
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """The conversation list a viewer has open: the one reading of `view`, `channel`, `status`
+    (and the page's `cursor`) for the page, its links, its socket and the socket's filtering."""
+
+    view: str = "all"  # "mine", "unassigned" or "all"
+    channel: int | None = None
+    status: str = ""
+    cursor: str = ""
+
+    @classmethod
+    def parse(cls, params) -> "ListFilters":
+        """From a QueryDict or a parse_qs dict (the socket's query string)."""
+        def first(name):
+            values = params.getlist(name) if hasattr(params, "getlist") else params.get(name) or []
+            return values[0] if values else ""
+
+        return ListFilterForm({name: first(name) for name in ("view", "channel", "status", "cursor")}).filters()
+
+    @property
+    def assignee(self) -> str:
+        """What the view filters on: "me", "unassigned" or "" (everyone)."""
+        return VIEWS.get(self.view, "")
+
+    def params(self, **extra) -> dict:
+        """The list's query parameters (`view=all` is the default and left out)."""
+        params = {"view": "" if self.view == "all" else self.view, "status": self.status, "channel": self.channel or ""}
+        return {key: value for key, value in {**params, **extra}.items() if value}
+
+    def query(self, **extra) -> str:
+        """"?view=mine&status=open": kept on row links and the back link like the page keeps it."""
+        params = self.params(**extra)
+        return "?" + urlencode(params) if params else ""
 
 
 class SendForm(forms.Form):

@@ -9,9 +9,7 @@ what its member may not see and joins the parts it picked, as they are.
 """
 
 import functools
-from dataclasses import dataclass
 from datetime import UTC
-from urllib.parse import urlencode
 
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -20,34 +18,6 @@ from apps.accounts.models import Membership
 from apps.conversations import selectors as conversation_selectors
 from apps.conversations.models import Conversation, Message
 from apps.providers import catalog
-
-
-@dataclass(frozen=True)
-class ListFilters:
-    """The filters of the list the viewer has open (the same query parameters as the page)."""
-
-    status: str = ""
-    channel_id: int | None = None
-    assignee: str = ""  # "me", "unassigned" or ""
-
-    @property
-    def query(self) -> str:
-        """The list's query string, kept on row links like the page keeps it."""
-        params = {"view": {"me": "mine"}.get(self.assignee, self.assignee), "channel": self.channel_id, "status": self.status}
-        kept = {key: value for key, value in params.items() if value}
-        return "?" + urlencode(kept) if kept else ""
-
-
-def filters_from_query(params: dict[str, list[str]]) -> ListFilters:
-    """Read `status`, `channel` and `view` (mine / unassigned / all) as the list page does."""
-    status = _first(params, "status")
-    channel = _first(params, "channel")
-    view = _first(params, "view")
-    return ListFilters(
-        status=status if status in Conversation.Status.values else "",
-        channel_id=int(channel) if channel.isdigit() else None,
-        assignee={"mine": "me", "unassigned": "unassigned"}.get(view, ""),
-    )
 
 
 def conversation_visible(*, membership: Membership, conversation_id) -> bool:
@@ -124,11 +94,11 @@ def conversation_updated_fragments(*, conversation_id: int) -> dict:
         return _within_limit(fragments, state=_state(conversation))
 
 
-def row_in_list(state: dict, *, channel_id: int, filters: ListFilters, user_id: int) -> bool:
+def row_in_list(state: dict, *, channel_id: int, filters, user_id: int) -> bool:
     """Whether the conversation (as the event describes it) belongs in the viewer's list."""
     if filters.status and state.get("status") != filters.status:
         return False
-    if filters.channel_id and channel_id != filters.channel_id:
+    if filters.channel and channel_id != filters.channel:
         return False
     if filters.assignee == "me":
         return state.get("assignee_id") == user_id
@@ -183,11 +153,6 @@ def _render_shared(template: str, **context) -> str:
     # No viewer, no membership: the same HTML for every agent of the organization. Stripped of
     # the templates' surrounding whitespace only, so a part is exactly its elements.
     return render_to_string(template, {**context, "viewer": None, "browser_time": True}).strip()
-
-
-def _first(params: dict[str, list[str]], name: str) -> str:
-    values = params.get(name) or [""]
-    return values[0].strip()
 
 
 def _as_int(value) -> int:

@@ -29,7 +29,7 @@ from apps.conversations import services as conversation_services
 from apps.conversations.models import Conversation
 from apps.core.errors import NotFound, ServiceError
 from apps.core.pagination import paginate
-from apps.inbox.forms import VIEWS, AssignForm, ListFilterForm, SendForm, StatusForm
+from apps.inbox.forms import AssignForm, ListFilterForm, ListFilters, SendForm, StatusForm
 from apps.providers import selectors as channel_selectors
 from apps.providers import services as provider_services
 from apps.providers import catalog
@@ -63,7 +63,7 @@ def index(request, conversation_id=None):
         return render(request, "inbox/_workspace_response.html", context)
 
     page = _conversation_page(membership, filters)
-    query = _list_query(filters)
+    query = filters.query()
     context = {
         "filters": filters,
         "page": page,
@@ -77,7 +77,11 @@ def index(request, conversation_id=None):
     if target == "conversation-list":
         return render(request, "inbox/index.html#conversation-list", context)
     context["channels"] = list(channel_selectors.channel_list_visible(membership=membership))
-    context["views"] = [("mine", "Mine"), ("unassigned", "Unassigned"), ("all", "All")]
+    # Each view keeps the list's other filters; "all" is named so it leaves "mine" for good.
+    context["views"] = [
+        (key, label, ListFilters(view=key, channel=filters.channel, status=filters.status).query(view=key))
+        for key, label in (("mine", "Mine"), ("unassigned", "Unassigned"), ("all", "All"))
+    ]
     context["statuses"] = Conversation.Status.choices
     context["ws_url"] = _ws_url(conversation, filters)
     if target == "list-pane":
@@ -280,7 +284,7 @@ def new_split(request, channel_id):
         action=reverse("inbox:new-send", args=[channel.pk]), channel=channel, policy=policy,
         contact=context["selected"], disabled=not ready, disabled_reason=context["not_ready_sentence"],
     )
-    context["ws_url"] = _ws_url(conversation, {})
+    context["ws_url"] = _ws_url(conversation, ListFilters())
     if target == "thread-pane":
         return render(request, "inbox/_thread_pane_response.html", context)
     return render(request, "inbox/new_split.html", context)
@@ -309,13 +313,13 @@ def _policy(channel):
 def _conversation_page(membership, filters):
     conversations = conversation_selectors.conversation_list(
         membership=membership,
-        status=filters["status"],
-        channel_id=filters["channel"],
-        assignee=VIEWS.get(filters["view"], ""),
+        status=filters.status,
+        channel_id=filters.channel,
+        assignee=filters.assignee,
     )
     try:
         return paginate(
-            conversations, field="last_message_at", descending=True, token=filters["cursor"] or None, limit=LIST_PAGE
+            conversations, field="last_message_at", descending=True, token=filters.cursor or None, limit=LIST_PAGE
         )
     except ServiceError:
         return paginate(conversations, field="last_message_at", descending=True, token=None, limit=LIST_PAGE)
@@ -363,7 +367,7 @@ def _workspace_context(request, conversation, filters) -> dict:
         "policy": policy,
         "members": list(account_selectors.member_list(organization=request.organization)),
         "statuses": Conversation.Status.choices,
-        "back_url": reverse("inbox:index") + _list_query(filters),
+        "back_url": reverse("inbox:index") + filters.query(),
         **_thread_context(request, conversation, policy),
     }
     context["composer"] = _composer_context(
@@ -442,7 +446,7 @@ def _send(request, *, channel, contact, conversation, from_new=False):
     context = {"message": message, "conversation": conversation, "viewer": request.user, "composer": composer}
     if new_conversation:
         # The first message of a conversation: watch it from now on.
-        context["ws_url"] = _ws_url(conversation, {})
+        context["ws_url"] = _ws_url(conversation, ListFilters())
     response = render(request, "inbox/_send_response.html", context)
     if message.status == message.Status.FAILED:
         return _toast(response, message.error_reason or f"Failed to send via {policy.label}.")
@@ -483,26 +487,11 @@ def _toast(response, message: str, level: str = "error"):
     return trigger_client_event(response, "toast", {"message": message, "level": level})
 
 
-def _list_query(filters) -> str:
-    params = {
-        key: value
-        for key, value in (("view", filters.get("view")), ("channel", filters.get("channel")), ("status", filters.get("status")))
-        if value and not (key == "view" and value == "all")
-    }
-    return "?" + urlencode(params) if params else ""
+def _more_url(filters: ListFilters, cursor) -> str | None:
+    return reverse("inbox:index") + filters.query(cursor=cursor) if cursor else None
 
 
-def _more_url(filters, cursor) -> str | None:
-    if not cursor:
-        return None
-    params = {key: value for key, value in filters.items() if value and key != "cursor"}
-    params["cursor"] = cursor
-    return reverse("inbox:index") + "?" + urlencode(params)
-
-
-def _ws_url(conversation, filters) -> str:
-    params = {"conversation": conversation.pk} if conversation else {}
-    for key in ("view", "status", "channel"):
-        if filters.get(key) and not (key == "view" and filters[key] == "all"):
-            params[key] = filters[key]
+def _ws_url(conversation, filters: ListFilters) -> str:
+    """The page's socket: the conversation it watches and the list it shows."""
+    params = {"conversation": conversation.pk, **filters.params()} if conversation else filters.params()
     return "/ws/inbox/" + ("?" + urlencode(params) if params else "")

@@ -304,6 +304,16 @@ class Webhook:
 
 
 @dataclass(frozen=True)
+class SimulatedWebhook:
+    """A webhook as the provider would send it (signed), for `manage.py simulate_inbound`."""
+
+    path: str
+    body: bytes
+    content_type: str
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Credential:
     """One setting of a channel, as its forms (admin, settings page) and the API show it.
     Secrets are write-only: stored encrypted in `Channel.secrets`, shown as "set"."""
@@ -348,6 +358,9 @@ class ChannelKind:
     # App-level URL patterns under /webhooks/ and /settings/ (Meta: one webhook for every page).
     urls: tuple = ()
     settings_urls: tuple = ()
+    # Builds the signed inbound webhook the provider would post for a message from `sender`:
+    # (channel, sender, name, text, media_url) -> SimulatedWebhook; raises ValueError to refuse.
+    simulate: Callable | None = None
 
     def webhook(self, name: str) -> Webhook | None:
         return next((hook for hook in self.webhooks if hook.name == name), None)

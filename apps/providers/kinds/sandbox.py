@@ -37,6 +37,7 @@ from apps.providers.kinds.base import (
     PermanentSendError,
     RawEvent,
     SendResult,
+    SimulatedWebhook,
     StatusUpdate,
     Webhook,
     WebhookRequest,
@@ -206,6 +207,18 @@ def _shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def simulate_inbound(channel, *, sender: str, name: str, text: str, media_url: str = "") -> SimulatedWebhook:
+    """The sandbox's own webhook for a message from `sender`, signed with the channel's secret."""
+    if media_url:
+        raise ValueError("The sandbox channel does not take media.")
+    secret = (channel.secrets or {}).get("webhook_secret", "")
+    if not secret:
+        raise ValueError("This sandbox channel has no webhook secret.")
+    body = json.dumps({"type": "message", "id": new_id(), "from": sender, "name": name, "text": text}).encode()
+    return SimulatedWebhook(f"/webhooks/sandbox/{channel.uuid}/", body, "application/json",
+                            {SIGNATURE_HEADER: sign(secret, body)})
+
+
 # The kind -------------------------------------------------------------------------------------
 
 SANDBOX = ChannelKind(
@@ -221,4 +234,5 @@ SANDBOX = ChannelKind(
         Credential("webhook_secret", "Webhook secret", secret=True, required=False, generate=new_secret,
                    help="Signs the simulated provider's webhooks; made for you when left empty."),
     ),
+    simulate=simulate_inbound,
 )

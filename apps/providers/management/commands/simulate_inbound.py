@@ -6,24 +6,16 @@ Over HTTP to --url (default PUBLIC_BASE_URL), or with --local through Django's t
 (no server needed). Prints the HTTP status.
 """
 
-import json
-import mimetypes
-import secrets
 import uuid
-from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from twilio.request_validator import RequestValidator
 
-from apps.core.phones import phone_normalize
 from apps.core.errors import ServiceError
-from apps.providers.kinds import sandbox
-from apps.providers.kinds.twilio import whatsapp_address
+from apps.core.phones import phone_normalize
+from apps.providers import catalog
 from apps.providers.models import Channel
-
-FORM = "application/x-www-form-urlencoded"
 
 
 class Command(BaseCommand):
@@ -46,14 +38,15 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         if not sender:
             raise CommandError("--from is required.")
-        if channel.kind == "twilio_whatsapp":
-            path, body, content_type, headers = _twilio(channel, sender, options)
-        elif channel.kind == "sandbox":
-            if options["media_url"]:
-                raise CommandError("The sandbox channel does not take media.")
-            path, body, content_type, headers = _sandbox(channel, sender, options)
-        else:
+        kind = catalog.kind_of(channel.kind)
+        if kind is None or kind.simulate is None:
             raise CommandError(f"Cannot simulate inbound messages for {channel.get_kind_display()} channels.")
+        try:
+            webhook = kind.simulate(channel, sender=sender, name=options["name"], text=options["text"],
+                                    media_url=options["media_url"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        path, body, content_type, headers = webhook.path, webhook.body, webhook.content_type, dict(webhook.headers)
 
         if options["local"]:
             from django.test import Client
@@ -86,44 +79,3 @@ def _channel(value: str) -> Channel:
     if channel is None:
         raise CommandError(f"No channel {value!r}.")
     return channel
-
-
-def _twilio(channel: Channel, sender: str, options) -> tuple[str, bytes, str, dict]:
-    token = (channel.secrets or {}).get("auth_token", "")
-    if not token:
-        raise CommandError("This channel has no auth token: Twilio signatures cannot be made.")
-    sid = ("MM" if options["media_url"] else "SM") + secrets.token_hex(16)
-    params = {
-        "SmsMessageSid": sid,
-        "MessageSid": sid,
-        "SmsSid": sid,
-        "AccountSid": channel.config.get("account_sid", ""),
-        "From": whatsapp_address(sender),
-        "To": whatsapp_address(channel.config.get("sender", "")),
-        "WaId": sender.lstrip("+"),
-        "ProfileName": options["name"],
-        "Body": options["text"],
-        "NumMedia": "1" if options["media_url"] else "0",
-        "NumSegments": "1",
-        "SmsStatus": "received",
-        "MessageType": "text",
-        "ApiVersion": "2010-04-01",
-    }
-    if options["media_url"]:
-        content_type = mimetypes.guess_type(options["media_url"])[0] or "image/jpeg"
-        params.update(MediaUrl0=options["media_url"], MediaContentType0=content_type,
-                      MessageType=content_type.split("/")[0])
-    path = f"/webhooks/twilio/{channel.uuid}/"
-    signature = RequestValidator(token).compute_signature(settings.PUBLIC_BASE_URL + path, params)
-    return path, urlencode(params).encode(), FORM, {"X-Twilio-Signature": signature}
-
-
-def _sandbox(channel: Channel, sender: str, options) -> tuple[str, bytes, str, dict]:
-    secret = (channel.secrets or {}).get("webhook_secret", "")
-    if not secret:
-        raise CommandError("This sandbox channel has no webhook secret.")
-    body = json.dumps(
-        {"type": "message", "id": sandbox.new_id(), "from": sender, "name": options["name"], "text": options["text"]}
-    ).encode()
-    path = f"/webhooks/sandbox/{channel.uuid}/"
-    return path, body, "application/json", {sandbox.SIGNATURE_HEADER: sandbox.sign(secret, body)}

@@ -9,7 +9,6 @@ from apps.contacts import selectors, services
 from apps.contacts.models import ContactConsent
 from apps.conversations.sending import contact_refusal
 from apps.providers.kinds.whatsapp import POLICY as WHATSAPP
-from tests import factories
 from tests.factories import policy_for
 
 SMS = policy_for("twilio_sms")

@@ -89,44 +89,39 @@ PAGE_CREDENTIALS = (
 )
 PAGE_CAPABILITIES = Capabilities(read_receipts=True, typing=True, reactions=True, profiles=True)
 
-MESSENGER = ChannelKind(
-    key="messenger",
-    label="Messenger",
-    family=MESSENGER_FAMILY,
-    provider="meta",
-    policy=_page_policy("Messenger", "messenger", text_limit=2000, image_max=25 * MB, other_max=25 * MB),
-    adapter=adapter.MessengerAdapter,
-    credentials=PAGE_CREDENTIALS,
-    capabilities=PAGE_CAPABILITIES,
-    routes_by_address=True,
+def _page_kind(key: str, family: Family, policy: ChannelPolicy, *, address_from: str, credentials=()) -> ChannelKind:
+    """Messenger and Instagram: the Send API of a Facebook Page, on the page's token."""
+    return ChannelKind(
+        key=key,
+        label=family.label,
+        family=family,
+        provider="meta",
+        policy=policy,
+        adapter={"messenger": adapter.MessengerAdapter, "instagram": adapter.InstagramAdapter}[key],
+        webhooks=WEBHOOKS,
+        credentials=(*PAGE_CREDENTIALS, *credentials),
+        capabilities=PAGE_CAPABILITIES,
+        routes_by_address=True,
+        address_from=address_from,
+        uses_meta_app=True,
+        # One page token serves the page's Messenger and Instagram channels: they fail together.
+        shared_credential="page_id",
+        reconnect_reason=connect.TOKEN_PROBLEM_REASON,
+        urls=WEBHOOK_URLS,
+        settings_urls=SETTINGS_URLS,
+    )
+
+
+MESSENGER = _page_kind(
+    "messenger", MESSENGER_FAMILY,
+    _page_policy("Messenger", "messenger", text_limit=2000, image_max=25 * MB, other_max=25 * MB),
     address_from="page_id",
-    uses_meta_app=True,
-    shared_credential="page_id",
-    reconnect_reason=connect.TOKEN_PROBLEM_REASON,
-    webhooks=WEBHOOKS,
-    urls=WEBHOOK_URLS,
-    settings_urls=SETTINGS_URLS,
 )
-INSTAGRAM = ChannelKind(
-    key="instagram",
-    label="Instagram",
-    family=INSTAGRAM_FAMILY,
-    provider="meta",
-    policy=_page_policy("Instagram", "instagram", text_limit=1000, image_max=8 * MB, other_max=25 * MB),
-    adapter=adapter.InstagramAdapter,
-    credentials=(
-        *PAGE_CREDENTIALS,
-        Credential("instagram_account_id", "Instagram account id", help="Set when the page is connected."),
-    ),
-    capabilities=PAGE_CAPABILITIES,
-    routes_by_address=True,
+INSTAGRAM = _page_kind(
+    "instagram", INSTAGRAM_FAMILY,
+    _page_policy("Instagram", "instagram", text_limit=1000, image_max=8 * MB, other_max=25 * MB),
     address_from="instagram_account_id",
-    uses_meta_app=True,
-    shared_credential="page_id",
-    reconnect_reason=connect.TOKEN_PROBLEM_REASON,
-    webhooks=WEBHOOKS,
-    urls=WEBHOOK_URLS,
-    settings_urls=SETTINGS_URLS,
+    credentials=(Credential("instagram_account_id", "Instagram account id", help="Set when the page is connected."),),
 )
 WHATSAPP_CLOUD = ChannelKind(
     key="meta_whatsapp",

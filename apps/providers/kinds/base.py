@@ -241,9 +241,29 @@ class SendResult:
     status: str = "sent"
 
 
+@dataclass(frozen=True)
+class Health:
+    """What "Check connection" found: one sentence a person reads, and details (a bot's name, the
+    provider's last webhook error, the mailbox checked)."""
+
+    ok: bool
+    summary: str
+    details: tuple[str, ...] = ()
+
+
 class Adapter(Protocol):
     """Built by the catalog from a channel's stored config: `kind(config=..., secrets=...,
-    channel_uuid=..., app=...)`. HTTP only."""
+    channel_uuid=..., app=...)`. HTTP (or SMTP/IMAP) only, never the ORM.
+
+    Optional, where the provider has them:
+    - `check() -> Health`: ask the provider whether the credentials work ("Check connection");
+    - `connect(*, webhook_urls: Mapping[str, str]) -> Mapping[str, str]`: tell the provider where
+      to call us (Telegram `setWebhook`) when the channel is connected or its credentials change;
+      returns config to store (the bot's name);
+    - `disconnect() -> None`: undo `connect` (Telegram `deleteWebhook`) when the channel is
+      disconnected;
+    - `mark_read(*, to, external_id)`, `typing(*, to)`, `profile(user_id) -> {"name", "avatar_url"}`.
+    """
 
     def missing_configuration(self) -> list[str]: ...
     def verify_signature(self, request: WebhookRequest) -> bool: ...
@@ -361,6 +381,9 @@ class ChannelKind:
     # Builds the signed inbound webhook the provider would post for a message from `sender`:
     # (channel, sender, name, text, media_url) -> SimulatedWebhook; raises ValueError to refuse.
     simulate: Callable | None = None
+    # Fetches what the provider keeps for us to collect (an IMAP mailbox) and records it as
+    # events: (channel) -> the number of new events. A beat task calls it for active channels.
+    poll: Callable | None = None
 
     def webhook(self, name: str) -> Webhook | None:
         return next((hook for hook in self.webhooks if hook.name == name), None)

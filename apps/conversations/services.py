@@ -20,20 +20,22 @@ from apps.providers.kinds.base import BLOCKED, CONFIGURATION, OPT_OUT, WINDOW_CL
 
 S = Message.Status
 
-# A provider's report only moves a status forward: pending < sending < sent < delivered < read.
-# `failed` ends a message that was never delivered; a later `delivered` or `read` means it
-# arrived after all. Equal or lower ranks are no-ops.
-STATUS_RANK = {S.PENDING: 0, S.SENDING: 1, S.UNKNOWN: 1, S.SENT: 2, S.FAILED: 3, S.DELIVERED: 4, S.READ: 5}
-# Every move a message may make: the statuses it may leave for each status. Forward by rank
-# (reports from providers, the send's answer), plus the outbox's own moves: a claim
-# (pending → sending), a release (sending → pending: rate limited, transient error, lost worker),
-# an interrupted send (sending → unknown) and an agent's retry (failed or unknown → pending).
+# Every move a message's status may make: for each status, the statuses it may be reached from.
+# A provider's report (a webhook, the send's answer) only moves forward: pending < sending <
+# sent < delivered < read, and `failed` ends a message that was never delivered (a later
+# `delivered` or `read` means it arrived after all); equal or lower ranks are no-ops. The outbox
+# adds its own moves: the claim (pending → sending), the release (sending → pending: rate
+# limited, a transient error, a lost worker), the interrupted send (sending → unknown) and an
+# agent's retry (failed or unknown → pending).
 TRANSITIONS = {
-    status: {lower for lower, lower_rank in STATUS_RANK.items() if lower_rank < rank}
-    for status, rank in STATUS_RANK.items()
+    S.SENDING: {S.PENDING},
+    S.PENDING: {S.SENDING, S.FAILED, S.UNKNOWN},
+    S.UNKNOWN: {S.SENDING},
+    S.SENT: {S.PENDING, S.SENDING, S.UNKNOWN},
+    S.FAILED: {S.PENDING, S.SENDING, S.UNKNOWN, S.SENT},
+    S.DELIVERED: {S.PENDING, S.SENDING, S.UNKNOWN, S.SENT, S.FAILED},
+    S.READ: {S.PENDING, S.SENDING, S.UNKNOWN, S.SENT, S.FAILED, S.DELIVERED},
 }
-TRANSITIONS[S.PENDING] = {S.SENDING, S.FAILED, S.UNKNOWN}
-TRANSITIONS[S.UNKNOWN] = {S.SENDING}
 STATUS_TIMESTAMP = {S.SENT: "sent_at", S.DELIVERED: "delivered_at", S.READ: "read_at", S.FAILED: "failed_at"}
 PREVIEW_LENGTH = 120
 UNSENT_PREVIEW = "This message was unsent"

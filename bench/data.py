@@ -93,13 +93,15 @@ def _signed(path: str, params: dict, key: str) -> Request:
     )
 
 
-def inbound_webhook(channel, sid: str, *, sender: str, text: str) -> Request:
+def inbound_webhook(channel, sid: str, *, sender: str, text: str, media_url: str = "") -> Request:
     params = {
         "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": "Bench", "MessageType": "text", "SmsSid": sid,
         "WaId": sender.lstrip("+"), "SmsStatus": "received", "Body": text, "To": SENDER, "NumSegments": "1",
         "ReferralNumMedia": "0", "MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": f"whatsapp:{sender}",
         "ApiVersion": "2010-04-01",
     }
+    if media_url:
+        params.update(NumMedia="1", MediaUrl0=media_url, MediaContentType0="image/jpeg", MessageType="image")
     return _signed(f"/webhooks/twilio/{channel.uuid}/", params, key=sid)
 
 

@@ -16,6 +16,10 @@ GOALS = {
     "vs_raw": 3.0,
     "live_p50_ms": 50,
     "live_p99_ms": 250,
+    # Issue 15's targets on these machines: CPU per event, from process counters.
+    "costs_worker_text_ms": 5.0,
+    "costs_web_ms": 3.0,
+    "costs_fanout_ms": 0.05,
 }
 
 
@@ -98,7 +102,23 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
         out.append(("live", "follow-up HTTP requests per event per browser",
                     _fmt(live["follow_up_requests_per_event_per_browser"]), "frames carry the rendered fragments",
                     f"≤1 {_mark((live['follow_up_requests_per_event_per_browser'] or 0) <= 1)}"))
-    for name in ("ingest", "outbound", "pages", "live"):
+    costs = results.get("costs") or {}
+    if "text" in costs:
+        bare = costs["bare_view"]["web"]
+        for case, label in (("text", "a text message"), ("image", "a message with one image"),
+                            ("status", "a status callback"), ("send", "an agent's send (API)")):
+            cost = costs[case]
+            goal = ""
+            if case == "text":
+                ok = cost["worker"] <= GOALS["costs_worker_text_ms"] and cost["web"] <= GOALS["costs_web_ms"]
+                goal = f"web ≤{GOALS['costs_web_ms']:g}, worker ≤{GOALS['costs_worker_text_ms']:g} {_mark(ok)}"
+            out.append(("costs", f"CPU ms per event, {label}: web / worker", f"{_fmt(cost['web'])} / {_fmt(cost['worker'])}",
+                        f"bare view {_fmt(bare)} ms → web {_fmt(cost['web'] / bare if bare else None)}×", goal))
+        per_socket = costs.get("fanout_per_socket_ms")
+        out.append(("costs", f"fan-out: web CPU ms per socket per frame ({costs['sockets']} sockets)",
+                    _fmt(per_socket), f"lost {costs.get('frames_lost', 0)}",
+                    f"≤{GOALS['costs_fanout_ms']:g} {_mark(per_socket is not None and per_socket <= GOALS['costs_fanout_ms'])}"))
+    for name in ("ingest", "outbound", "pages", "live", "costs"):
         problem = (results.get(name) or {}).get("error") or (results.get(name) or {}).get("invariant_broken")
         if problem:
             out.append((name, "did not complete", problem[:200], "", "**missed**"))

@@ -26,6 +26,7 @@ PROFILES = {
         "outbound": {"messages": 150, "replies": 3},
         "pages": {"conversations": 5_000, "messages": 50_000, "long_threads": 2, "long_length": 5_000, "repeat": 5},
         "live": {"agents": 10, "webhooks": 50, "rate": 20.0},
+        "costs": {"events": 40, "sockets": 10, "rate": 20.0},
     },
     "full": {
         "ingest": {"duration": 10.0, "servers": ["daphne", "uvicorn", "gunicorn"], "sustained_duration": 8.0},
@@ -33,9 +34,10 @@ PROFILES = {
         "pages": {"conversations": 100_000, "messages": 2_000_000, "long_threads": 4, "long_length": 5_000,
                   "repeat": 30},
         "live": {"agents": 100, "webhooks": 1_000, "rate": 20.0},
+        "costs": {"events": 400, "sockets": 100, "rate": 20.0},
     },
 }
-ALL = ("ingest", "outbound", "pages", "live")
+ALL = ("ingest", "outbound", "pages", "live", "costs")
 SHIPPED_SERVER = "gunicorn"  # the Procfile's web server: gunicorn with uvicorn workers
 
 

@@ -74,3 +74,33 @@ def test_percentiles_and_summary():
     assert summary["max_ms"] == 1000
     assert common.percentile([], 50) is None
     assert common.ratio(1.0, 0) is None
+
+
+def test_the_cost_meter_counts_a_process_group_s_cpu_and_not_its_idle():
+    import subprocess
+    import sys
+
+    from bench import costs
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"],
+                            start_new_session=True)
+    try:
+        meter = costs.Meter(busy=busy.pid)
+        cpu, elapsed = meter.measure(lambda: __import__("time").sleep(0.5))
+        # A spinning process burns about a core: its CPU over the stretch is about the stretch.
+        assert 0.25 * elapsed * 1000 < cpu["busy"] < 1.5 * elapsed * 1000
+        meter.calibrate(0.5)
+        idle_corrected, _ = meter.measure(lambda: __import__("time").sleep(0.5))
+        assert idle_corrected["busy"] < cpu["busy"]
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def test_the_profile_summary_names_the_functions_with_their_share(tmp_path):
+    from bench import costs
+
+    raw = tmp_path / "profile.txt"
+    raw.write_text("main (a.py:1);render (t.py:9) 30\nmain (a.py:1);query (q.py:4) 10\nmain (a.py:1);select (s.py:2) 50\n")
+    assert costs._top_functions(str(raw)) == [{"function": "render (t.py:9)", "share": 0.75},
+                                               {"function": "query (q.py:4)", "share": 0.25}]

@@ -61,10 +61,12 @@ class FakeSMTP:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certificate.cert_path, certificate.key_path)
         self.implicit_tls = implicit_tls
-        kwargs = {"ssl_context": context} if implicit_tls else {"tls_context": context, "require_starttls": True}
+        # aiosmtpd only counts STARTTLS as TLS for AUTH; the implicit-TLS listener is TLS throughout.
+        kwargs = ({"ssl_context": context, "auth_require_tls": False} if implicit_tls
+                  else {"tls_context": context, "require_starttls": True, "auth_require_tls": True})
         self.controller = Controller(
             _Handler(self), hostname="127.0.0.1", port=self.port, authenticator=self._authenticate,
-            auth_required=True, auth_require_tls=True, server_hostname="localhost", **kwargs,
+            auth_required=True, server_hostname="localhost", **kwargs,
         )
 
     def _authenticate(self, server: SMTP, session, envelope, mechanism, auth_data):
@@ -72,8 +74,8 @@ class FakeSMTP:
             user, password = auth_data.login.decode(), auth_data.password.decode()
             ok = user == self.username and password == self.password
             self.logins.append(f"{user}:{'ok' if ok else 'refused'}")
-            return AuthResult(success=ok)
-        return AuthResult(success=False)
+            return AuthResult(success=ok, handled=False)
+        return AuthResult(success=False, handled=False)
 
     def start(self) -> "FakeSMTP":
         self.controller.start()

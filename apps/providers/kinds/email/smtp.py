@@ -80,7 +80,7 @@ def deliver(session: smtplib.SMTP, *, sender: str, recipients: list[str], data: 
         raise TransientSendError("The connection to the email server broke before the message was sent; "
                                  "we will try again.", code="connection") from None
     try:
-        session.data(data)
+        code, text = session.data(data)
     except smtplib.SMTPDataError as exc:
         raise Refused("data", exc.smtp_code, _text(exc.smtp_error)) from None
     except (OSError, smtplib.SMTPException, socket.timeout):
@@ -89,6 +89,9 @@ def deliver(session: smtplib.SMTP, *, sender: str, recipients: list[str], data: 
             "The connection to the email server broke while the message was being sent; it may or may not "
             "have been delivered.", code="connection_lost",
         ) from None
+    if code != 250:
+        # The server read the message and refused it (smtplib returns the final reply, not raises).
+        raise Refused("data", code, _text(text))
 
 
 def close(session: smtplib.SMTP) -> None:

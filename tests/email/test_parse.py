@@ -116,10 +116,12 @@ def test_hostile_html_is_disarmed():
     _, message = _normalized(eml("hostile_html"))
     stored = message.details["html"]
     for needle in ("<script", "onload", "onerror", "hx-get", "hx-trigger", "<form", "<input", "javascript:",
-                   "<iframe", "<style", "position", "url(", "tracker.example.net", "<svg", "alert("):
+                   "<iframe", "<style", "position", "url(", "css.png", "bg.png", "<svg", "alert("):
         assert needle not in stored, needle
     assert '<a href="https://example.net/ok" target="_blank" rel="noopener noreferrer nofollow">a fine link</a>' in stored
-    assert message.details["remote_images"] is False  # the stored copy already holds a placeholder
+    # The stored copy keeps the remote image for when the agent asks; it is blocked when shown.
+    assert message.details["remote_images"] is True
+    assert "tracker.example.net" not in html.sanitize(stored)
     assert "Important invoice" in message.text
 
 

@@ -119,7 +119,8 @@ def parse(raw: bytes) -> ParsedEmail:
         in_reply_to=MESSAGE_ID.findall(_header(message, "In-Reply-To")),
         references=MESSAGE_ID.findall(_header(message, "References")),
         text=text.replace("\r\n", "\n").strip(),
-        html=email_html.sanitize(raw_html).strip() if raw_html.strip() else "",
+        # Stored sanitized, remote images kept: the inbox blocks them when it serves the HTML.
+        html=email_html.sanitize(raw_html, remote_images=True).strip() if raw_html.strip() else "",
         automated=_automated(message),
         reply_tokens=_reply_tokens(message),
     )

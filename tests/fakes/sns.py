@@ -33,6 +33,7 @@ class _Handler(FakeHandler):
         if parts.path == "/" and parse_qs(parts.query).get("Action") == ["ConfirmSubscription"]:
             self.fake.confirmations.append(parse_qs(parts.query)["Token"][0])
             return self._answer(200, b"<ConfirmSubscriptionResponse/>", "text/xml")
+        self.fake.other_requests.append(parts.path)
         return self._answer(404, b"not found", "text/plain")
 
     def _answer(self, status: int, body: bytes, content_type: str):
@@ -48,6 +49,7 @@ class FakeSNS:
         self.certificate = certificate
         self.confirmations: list[str] = []
         self.certificate_fetches = 0
+        self.other_requests: list[str] = []  # anything else fetched from it (a "remote" image in a test)
         self._lock = threading.Lock()
         self._connections = set()
         handler = type("Handler", (_Handler,), {"fake": self})

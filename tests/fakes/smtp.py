@@ -86,4 +86,5 @@ class FakeSMTP:
 
     def reset(self) -> None:
         self.received.clear()
+        self.logins.clear()
         self.behaviour = Behaviour()

@@ -222,6 +222,8 @@ CELERY_TASK_ROUTES = {"apps.conversations.tasks.message_deliver_interactive_task
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "apps.conversations.tasks.outbox_sweep_task", "schedule": 30.0},
     "inbound-sweep": {"task": "apps.conversations.tasks.inbound_event_sweep_task", "schedule": 60.0},
+    # Mailboxes (IMAP) of email channels: new mail within a minute.
+    "channels-poll": {"task": "apps.providers.tasks.channels_poll_task", "schedule": float(os.environ.get("POLL_SECONDS", "60"))},
 }
 
 REST_FRAMEWORK = {
@@ -246,6 +248,10 @@ SPECTACULAR_SETTINGS = {
 TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "https://api.twilio.com").rstrip("/")
 # Inbound media is fetched only from these hosts (and their subdomains).
 TWILIO_MEDIA_HOSTS = env_list("TWILIO_MEDIA_HOSTS", "api.twilio.com,twiliocdn.com,twilio.com")
+# Amazon SNS signs SES notifications with a certificate fetched only from a host matching this.
+SNS_CERT_HOST_PATTERN = os.environ.get("SNS_CERT_HOST_PATTERN", r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
+# A private CA for mail servers with their own certificates (SMTP and IMAP TLS); else the system's.
+EMAIL_CA_FILE = os.environ.get("EMAIL_CA_FILE", "")
 META_GRAPH_BASE = os.environ.get("META_GRAPH_BASE", "https://graph.facebook.com").rstrip("/")
 # Facebook Login's OAuth dialog (the browser goes there; a fake can stand in, like the Graph API).
 META_DIALOG_BASE = os.environ.get("META_DIALOG_BASE", "https://www.facebook.com").rstrip("/")

@@ -8,7 +8,7 @@ from django.test import Client
 from tests import factories
 
 # Fixtures more than one folder uses (Meta's fake Graph, the browser harness, Acme's objects).
-pytest_plugins = ["tests.fixtures.browser", "tests.fixtures.meta", "tests.fixtures.tenancy"]
+pytest_plugins = ["tests.fixtures.browser", "tests.fixtures.email", "tests.fixtures.meta", "tests.fixtures.tenancy"]
 
 
 def pytest_configure(config):

@@ -40,6 +40,11 @@ def contact_eligible_list(*, organization, policy: Reach, search: str = "") -> Q
         contacts = contacts.exclude(Exists(refused))
     if policy.needs_phone:
         contacts = contacts.exclude(phone="")
+    else:
+        # The address is an identity of the kind (an email address, a PSID): no identity, no address.
+        contacts = contacts.filter(
+            Exists(ContactIdentity.objects.filter(contact=OuterRef("pk"), kind=policy.identity_kind))
+        )
     return contacts
 
 

@@ -78,6 +78,7 @@ class ConversationOutputSerializer(serializers.Serializer):
     assignee = AssigneeSerializer(allow_null=True)
     last_message_at = serializers.DateTimeField(allow_null=True)
     last_message_preview = serializers.CharField()
+    subject = serializers.CharField(help_text="Email: the thread's subject; empty for chat channels.")
     last_inbound_at = serializers.DateTimeField(allow_null=True)
     has_unread = serializers.BooleanField()
     reply_window = serializers.SerializerMethodField()
@@ -128,10 +129,21 @@ class MessageOutputSerializer(serializers.Serializer):
     sender = serializers.SerializerMethodField()
     attachments = AttachmentOutputSerializer(many=True)
     location = serializers.JSONField(allow_null=True)
+    email = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     sent_at = serializers.DateTimeField(allow_null=True)
     delivered_at = serializers.DateTimeField(allow_null=True)
     read_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_email(self, message) -> dict | None:
+        """Email: subject, from (name and real address), to, cc, Message-ID, whether a machine sent
+        it, and the full text with its quoted history. The HTML is served sanitized by the inbox."""
+        details = message.details
+        if not details:
+            return None
+        keys = ("subject", "from", "to", "cc", "message_id", "automated", "spoofed_name", "full_text")
+        return {key: details[key] for key in keys if key in details}
 
     @extend_schema_field(SenderSerializer)
     def get_sender(self, message) -> dict:
@@ -159,10 +171,13 @@ class SendInputSerializer(serializers.Serializer):
     template_variables = serializers.DictField(
         child=serializers.CharField(allow_blank=True), required=False, allow_null=True, default=None
     )
+    subject = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000,
+                                    help_text="Email: the subject of a new email (a reply keeps the conversation's).")
 
 
 def send_arguments(data: dict) -> dict:
     return {
+        "subject": data["subject"],
         "text": data["text"],
         "attachment_ids": tuple(data["attachment_ids"]),
         "client_token": data["client_token"] or None,

@@ -104,9 +104,13 @@ def attachment_url(attachment: Attachment) -> str:
 
 def attachment_public_url(attachment: Attachment) -> str:
     """An absolute URL a provider can fetch without a session, valid ATTACHMENT_URL_MAX_AGE seconds."""
+    return settings.PUBLIC_BASE_URL + attachment_public_path(attachment)
+
+
+def attachment_public_path(attachment: Attachment) -> str:
+    """The same, as a path: for a sandboxed email frame, whose requests carry no session."""
     token = signing.TimestampSigner(salt=SIGNING_SALT).sign(str(attachment.pk))
-    path = reverse("files:public", kwargs={"token": token, "filename": _url_name(attachment)})
-    return settings.PUBLIC_BASE_URL + path
+    return reverse("files:public", kwargs={"token": token, "filename": _url_name(attachment)})
 
 
 def attachment_from_token(token: str) -> Attachment:

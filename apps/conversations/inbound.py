@@ -15,6 +15,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -30,6 +31,9 @@ from apps.core import broker
 from apps.core.phones import phone_or_empty
 from apps.providers import catalog
 from apps.providers.kinds.base import (
+    BLOCKED,
+    OPT_OUT,
+    ConsentChange,
     InboundMessage,
     MediaRef,
     Reaction,
@@ -89,6 +93,8 @@ def event_process(event_id: int) -> None:
             _process_watermark(event, normalized)
         elif isinstance(normalized, Reaction | Unsend):
             _process_reaction_or_unsend(event, normalized)
+        elif isinstance(normalized, ConsentChange):
+            _process_consent(event, normalized)
         else:
             # Nothing for us in it (a status we do not track, a profile ping): done.
             with transaction.atomic():
@@ -184,7 +190,10 @@ def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> N
     if contact_created and kind.capabilities.profiles and not inbound.echo:
         # Once, in the background: the contact is usable whatever the provider answers.
         tasks.contact_enrich_task.delay_on_commit(contact.pk, channel.pk)
-    conversation, _ = services.conversation_open_for(contact=contact, channel=channel)
+    conversation, _ = services.conversation_for_thread(
+        contact=contact, channel=channel, replies_to=inbound.replies_to, reply_token=inbound.reply_token,
+        thread=inbound.thread, subject=inbound.subject,
+    )
     # Media first and outside any transaction: downloads are slow and may fail.
     known = Message.objects.filter(channel=channel, external_id=inbound.external_id).exists()
     stored, failed = ([], 0) if known else _download_media(adapter, channel, inbound.media)
@@ -193,6 +202,8 @@ def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> N
         text = f"{text}\n\n{MEDIA_NOT_DOWNLOADED}" if text else MEDIA_NOT_DOWNLOADED
     fields = {"text": text, "type": _message_type(inbound), "location": inbound.location,
               "created_at": _provider_time(inbound)}
+    if inbound.details is not None or inbound.automated:
+        fields["details"] = {**(inbound.details or {}), "automated": inbound.automated}
     if inbound.echo:
         # Sent by a person at the page, from the provider's apps: an agent we cannot name.
         fields.update(sender_kind=Message.SenderKind.AGENT, sender=None)
@@ -271,6 +282,24 @@ def _attach_channel(event: InboundEvent) -> None:
 
 def _routes_by_address(provider: str) -> bool:
     return any(kind.routes_by_address and kind.provider == provider for kind in catalog.KINDS.values())
+
+
+def _process_consent(event: InboundEvent, change: ConsentChange) -> None:
+    """The provider says an address may no longer be written to (an email complaint): that
+    contact's consent on this kind records it. An address we do not know changes nothing."""
+    channel = event.channel
+    kind = catalog.KINDS[channel.kind].policy.identity_kind
+    with transaction.atomic():
+        if not _lock(event):
+            return
+        contact_id = contact_selectors.contact_id_by_address(
+            organization_id=channel.organization_id, kind=kind, address=change.sender
+        )
+        if contact_id is not None and change.effect in (OPT_OUT, BLOCKED):
+            contact = contact_selectors.contact_get(organization=channel.organization_id, contact_id=contact_id)
+            record = contact_services.consent_opt_out if change.effect == OPT_OUT else contact_services.consent_block
+            record(contact=contact, kind=kind, reason=change.reason)
+        _finish(event, state=InboundEvent.State.PROCESSED)
 
 
 def _process_watermark(event: InboundEvent, watermark: Watermark) -> None:
@@ -379,7 +408,13 @@ def _download_media(adapter, channel: Channel, media: tuple[MediaRef, ...]) -> t
     stored, failed = [], 0
     for ref in media:
         try:
-            content, content_type = adapter.fetch_media(ref.url, max_bytes=settings.MEDIA_DOWNLOAD_MAX_BYTES)
+            if ref.content is not None:
+                # The message carried it (an email's attachment): nothing to download.
+                if len(ref.content) > settings.MEDIA_DOWNLOAD_MAX_BYTES:
+                    raise MediaRefused(f"Attachment too large: {len(ref.content)} bytes")
+                content, content_type = ref.content, ref.content_type
+            else:
+                content, content_type = adapter.fetch_media(ref.url, max_bytes=settings.MEDIA_DOWNLOAD_MAX_BYTES)
         except (MediaRefused, OSError) as exc:
             # requests' errors are OSErrors; the message is kept with a note for the agent.
             log.warning("media for channel %s not downloaded: %s", channel.pk, exc)
@@ -387,7 +422,7 @@ def _download_media(adapter, channel: Channel, media: tuple[MediaRef, ...]) -> t
             continue
         if content_type in ("", "application/octet-stream") and ref.content_type:
             content_type = ref.content_type
-        filename = _filename(ref.url, content_type)
+        filename = _carried_name(ref.filename) or _filename(ref.url, content_type)
         name = default_storage.save(f"attachments/{timezone.now():%Y/%m}/{filename}", ContentFile(content))
         stored.append(_Stored(name=name, ref=ref, content_type=content_type, size=len(content), filename=filename))
     return stored, failed
@@ -399,6 +434,13 @@ def _filename(url: str, content_type: str) -> str:
     if extension and not stem.lower().endswith(extension):
         stem += extension
     return get_valid_filename(stem)[:200] or "attachment"
+
+
+def _carried_name(name: str) -> str:
+    try:
+        return get_valid_filename(name.replace("/", "_"))[:200] if name else ""
+    except SuspiciousFileOperation:
+        return ""
 
 
 def _delete_files(stored: list[_Stored]) -> None:

@@ -23,14 +23,18 @@ class Conversation(models.Model):
     last_message_at = models.DateTimeField(null=True, blank=True)
     # Denormalized so the list needs no per-row message query.
     last_message_preview = models.CharField(max_length=200, blank=True)
+    # Kinds with threads (email): the thread this conversation is (its first message's id), and its
+    # subject. Empty for chat channels: one open conversation per contact and channel.
+    thread = models.CharField(max_length=255, blank=True, default="")
+    subject = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            # Two webhooks racing for a new contact still make one conversation.
+            # Two webhooks racing for a new contact still make one conversation (per thread).
             models.UniqueConstraint(
-                fields=["contact", "channel"], condition=~Q(status="resolved"), name="one_open_conversation"
+                fields=["contact", "channel", "thread"], condition=~Q(status="resolved"), name="one_open_conversation"
             ),
         ]
         # The list orders by last_message_at DESC NULLS LAST, id DESC (core.pagination); the indexes
@@ -109,6 +113,9 @@ class Message(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
     # Template sends (outside the reply window): {"id", "provider_id", "variables"}.
     template = models.JSONField(null=True, blank=True)
+    # What the kind shows beside the text (email: subject, from, to, cc, sanitized HTML, the full
+    # text with its quoted history, whether a machine sent it). None for chat messages.
+    details = models.JSONField(null=True, blank=True)
     external_id = models.CharField(max_length=255, null=True, blank=True)
     client_token = models.CharField(max_length=100, null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices)

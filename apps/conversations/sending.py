@@ -11,6 +11,7 @@ have the message and we never send twice blindly. Every status move goes through
 import logging
 import random
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -77,7 +78,7 @@ def contact_refusal(contact: Contact, policy: ChannelPolicy) -> ServiceError | N
     if consent.opted_out_at is not None:
         return ServiceError("unsubscribed", f"This contact has unsubscribed from {policy.label} messages.")
     if consent.blocked_at is not None:
-        return ServiceError("blocked", f"This contact has blocked {policy.label} messages from you.")
+        return ServiceError("blocked", policy.blocked_refusal or f"This contact has blocked {policy.label} messages from you.")
     if policy.needs_opt_in and not consent.opted_in:
         return ServiceError("not_opted_in", f"This contact has not opted in to {policy.label} messages.")
     return None
@@ -136,6 +137,7 @@ class _Content:
     text: str
     template: dict | None
     files: list[Attachment]
+    subject: str = ""
 
 
 def message_send(
@@ -149,13 +151,15 @@ def message_send(
     client_token: str | None = None,
     template_id: int | None = None,
     template_variables: dict | None = None,
+    subject: str = "",
     sender_kind: str = Message.SenderKind.AGENT,
     interactive: bool = False,
 ) -> Message:
     """Validate and queue an outbound message; delivery runs on commit in a task.
 
     Either `conversation` (a reply) or `channel` + `contact_id` (start or continue the contact's
-    conversation on that channel). A repeated `client_token` returns the first message.
+    conversation on that channel; on a kind with threads, email, a new thread with `subject`).
+    A repeated `client_token` returns the first message.
     `interactive`: an agent is waiting on it (the inbox); it is delivered ahead of queued batches.
     Refusals come in a fixed order, each with its stable code and the sentence a person reads:
     who and where (the contact, then whether this member may use the channel: nothing about
@@ -176,6 +180,7 @@ def message_send(
         organization_id=organization_id, policy=target.policy, text=text, attachment_ids=attachment_ids,
         template_id=template_id, template_variables=template_variables,
     )
+    content = _with_subject(content, target, subject)
     refusal = channel_refusal(target.channel)
     if refusal:
         raise refusal
@@ -246,6 +251,23 @@ def _send_content(*, organization_id: int, policy: ChannelPolicy, text: str, att
     return _Content(type=message_type, text=text, template=template, files=files)
 
 
+SUBJECT_MAX = 255
+
+
+def _with_subject(content: _Content, target: _Target, subject: str) -> _Content:
+    """On a kind with threads (email) a message has a subject: a new thread needs one; a reply
+    keeps the conversation's unless the agent changed it."""
+    if not catalog.KINDS[target.channel.kind].capabilities.threads:
+        return content
+    subject = " ".join((subject or "").split())
+    if len(subject) > SUBJECT_MAX:
+        raise ServiceError("subject_too_long", f"A subject can be at most {SUBJECT_MAX} characters.")
+    if target.conversation is None and not subject:
+        raise ServiceError("no_subject", "Add a subject for the email.")
+    return _Content(type=content.type, text=content.text, template=content.template, files=content.files,
+                    subject=subject)
+
+
 def _send_insert(*, membership: Membership, target: _Target, content: _Content, client_token, sender_kind: str,
                  interactive: bool) -> Message:
     """The outbox row (`pending`), its attachments claimed, the conversation touched; delivery
@@ -253,7 +275,13 @@ def _send_insert(*, membership: Membership, target: _Target, content: _Content, 
     organization_id = membership.organization_id
     with transaction.atomic():
         conversation = target.conversation
-        if conversation is None:
+        if conversation is None and content.subject:
+            # A new email: its own thread (replies name our Message-ID, which finds it again).
+            conversation, _ = services.conversation_open_for(
+                contact=target.contact, channel=target.channel, thread=f"parley:{uuid.uuid4().hex}",
+                subject=content.subject,
+            )
+        elif conversation is None:
             conversation, _ = services.conversation_open_for(contact=target.contact, channel=target.channel)
         try:
             with transaction.atomic():
@@ -265,6 +293,7 @@ def _send_insert(*, membership: Membership, target: _Target, content: _Content, 
                     type=content.type,
                     text=content.text,
                     template=content.template,
+                    details={"subject": content.subject} if content.subject else None,
                     client_token=client_token,
                     status=S.PENDING,
                     sender_kind=sender_kind,
@@ -449,10 +478,12 @@ def _outbound(message: Message, channel: Channel, contact: Contact, policy: Chan
         text="" if template else message.text,
         attachments=tuple(
             OutboundAttachment(
-                url=attachment_services.attachment_public_url(a), content_type=a.content_type, filename=a.filename
+                url=attachment_services.attachment_public_url(a), content_type=a.content_type, filename=a.filename,
+                read=_reader(a),
             )
             for a in message.attachments.order_by("pk")
         ),
+        **(_thread_of(message) if kind.capabilities.threads else {}),
         template_id=template.get("provider_id", ""),
         template_variables=template.get("variables") or {},
         template_language=_template_language(template),
@@ -460,6 +491,41 @@ def _outbound(message: Message, channel: Channel, contact: Contact, policy: Chan
         idempotency_key=f"parley-message-{message.pk}",
         tag=tag,
     )
+
+
+def _reader(attachment: Attachment):
+    def read() -> bytes:
+        with attachment.file.open("rb") as stored:
+            return stored.read()
+
+    return read
+
+
+def _thread_of(message: Message) -> dict:
+    """A message on a kind with threads (email): its subject (the agent's, else the
+    conversation's), the provider ids of the conversation's earlier messages, the conversation's
+    reply token and the agent's signature."""
+    conversation = message.conversation
+    earlier = list(
+        Message.objects.filter(conversation=conversation, external_id__isnull=False, created_at__lte=message.created_at)
+        .exclude(pk=message.pk)
+        .order_by("created_at", "pk")
+        .values_list("external_id", flat=True)
+    )
+    signature = ""
+    if message.sender_id is not None:
+        signature = (
+            Membership.objects.filter(user_id=message.sender_id, organization_id=message.organization_id)
+            .values_list("signature", flat=True)
+            .first()
+            or ""
+        )
+    return {
+        "subject": (message.details or {}).get("subject") or conversation.subject,
+        "replies_to": tuple(earlier[-20:]),
+        "reply_token": services.conversation_reply_token(conversation),
+        "signature": signature,
+    }
 
 
 def _template_language(template: dict) -> str:

@@ -5,10 +5,12 @@ provider's refusal means, and the conversation's own fields. Every change is ann
 
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from apps.contacts import services as contact_services
 from apps.conversations import events
@@ -44,26 +46,84 @@ UNSENT_PREVIEW = "This message was unsent"
 # Conversations -------------------------------------------------------------------------------
 
 
-def conversation_open_for(*, contact, channel) -> tuple[Conversation, bool]:
-    """The contact's open conversation on this channel: the latest one, reopened if it was
-    resolved, or a new one. The `one_open_conversation` constraint settles races."""
-    open_ = Conversation.objects.filter(contact=contact, channel=channel).exclude(status=Conversation.Status.RESOLVED)
+def conversation_open_for(*, contact, channel, thread: str = "", subject: str = "") -> tuple[Conversation, bool]:
+    """The contact's open conversation on this channel (and thread, for kinds with threads): the
+    latest one, reopened if it was resolved, or a new one. The `one_open_conversation`
+    constraint settles races."""
+    thread = thread[:255]
+    mine = Conversation.objects.filter(contact=contact, channel=channel, thread=thread)
+    open_ = mine.exclude(status=Conversation.Status.RESOLVED)
     conversation = open_.first()
     if conversation:
         return conversation, False
     try:
         with transaction.atomic():
-            latest = Conversation.objects.filter(contact=contact, channel=channel).order_by("-pk").first()
+            latest = mine.order_by("-pk").first()
             if latest is not None:
                 latest.status = Conversation.Status.OPEN
                 latest.save(update_fields=["status", "updated_at"])
                 return latest, False
             return (
-                Conversation.objects.create(organization_id=contact.organization_id, contact=contact, channel=channel),
+                Conversation.objects.create(organization_id=contact.organization_id, contact=contact, channel=channel,
+                                            thread=thread, subject=subject[:255]),
                 True,
             )
     except IntegrityError:
         return open_.get(), False
+
+
+def conversation_for_thread(*, contact, channel, replies_to=(), reply_token: str = "", thread: str = "",
+                            subject: str = "") -> tuple[Conversation, bool]:
+    """Where an inbound message belongs: the conversation of the message it answers (a provider
+    id this channel recorded) or of the reply address it was sent to, reopened if it was resolved;
+    else the contact's conversation of its own thread (`conversation_open_for`). Kinds without
+    threads name none of these: one conversation per contact and channel."""
+    named = _conversation_named(channel=channel, replies_to=replies_to, reply_token=reply_token)
+    if named is None:
+        return conversation_open_for(contact=contact, channel=channel, thread=thread, subject=subject)
+    if named.status == Conversation.Status.RESOLVED:
+        try:
+            with transaction.atomic():
+                Conversation.objects.filter(pk=named.pk).update(status=Conversation.Status.OPEN, updated_at=timezone.now())
+                named.status = Conversation.Status.OPEN
+        except IntegrityError:
+            # Its contact opened another conversation of the same thread meanwhile: that one.
+            return conversation_open_for(contact=named.contact, channel=channel, thread=named.thread), False
+    return named, False
+
+
+def _conversation_named(*, channel, replies_to, reply_token: str) -> Conversation | None:
+    if replies_to:
+        found = dict(
+            Message.objects.filter(channel=channel, external_id__in=list(replies_to)[:50])
+            .values_list("external_id", "conversation_id")
+        )
+        for ref in replies_to:
+            if ref in found:
+                return Conversation.objects.select_related("contact").get(pk=found[ref])
+    if reply_token:
+        return conversation_by_reply_token(channel=channel, token=reply_token)
+    return None
+
+
+def conversation_reply_token(conversation: Conversation) -> str:
+    """The token of the conversation's reply address (`reply+<token>@<domain>`): its id and a MAC,
+    so nobody can write themselves into another conversation."""
+    return f"{conversation.pk}-{_reply_mac(conversation.pk, settings.SECRET_KEY)}"
+
+
+def conversation_by_reply_token(*, channel, token: str) -> Conversation | None:
+    pk, _, mac = token.strip().lower().partition("-")
+    if not pk.isdigit() or not mac:
+        return None
+    if not any(constant_time_compare(mac, _reply_mac(pk, key)) for key in [settings.SECRET_KEY,
+                                                                          *settings.SECRET_KEY_FALLBACKS]):
+        return None
+    return Conversation.objects.select_related("contact").filter(pk=int(pk), channel=channel).first()
+
+
+def _reply_mac(pk, key: str) -> str:
+    return salted_hmac("parley.conversations.reply-address", str(pk), secret=key, algorithm="sha256").hexdigest()[:20]
 
 
 def message_preview(message: Message) -> str:

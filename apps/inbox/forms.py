@@ -62,6 +62,7 @@ class ListFilters:
 
 class SendForm(forms.Form):
     text = forms.CharField(required=False, strip=False, max_length=20000)
+    subject = forms.CharField(required=False, max_length=1000)
     attachment_ids = forms.TypedMultipleChoiceField(required=False, coerce=int)
     client_token = forms.CharField(required=False, max_length=100)
     contact = forms.IntegerField(required=False)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("conversations/<int:conversation_id>/assign/", views.conversation_assign, name="assign"),
     path("conversations/<int:conversation_id>/status/", views.conversation_status, name="status"),
     path("messages/<int:message_id>/retry/", views.message_retry, name="retry"),
+    path("messages/<int:message_id>/email/", views.message_email, name="message-email"),
     path("attachments/", views.attachment_create, name="attachment-create"),
     path("contacts/<int:contact_id>/", views.contact_detail, name="contact"),
     path("new/", views.new_message, name="new"),

@@ -15,6 +15,8 @@ from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import escape
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget, trigger_client_event
 
@@ -33,6 +35,7 @@ from apps.inbox.forms import AssignForm, ListFilterForm, ListFilters, SendForm, 
 from apps.providers import selectors as channel_selectors
 from apps.providers import services as provider_services
 from apps.providers import catalog
+from apps.providers.kinds.email import html as email_html
 
 LIST_PAGE = 50
 MESSAGE_PAGE = 50
@@ -206,6 +209,39 @@ def attachment_create(request):
     return render(request, "inbox/_chip.html", {"attachment": attachment})
 
 
+EMAIL_FRAME_POLICY = (
+    "default-src 'none'; img-src 'self' {origin} data:{remote}; style-src 'unsafe-inline'; font-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox allow-popups allow-popups-to-escape-sandbox"
+)
+
+
+@member_required
+@require_GET
+@xframe_options_sameorigin
+def message_email(request, message_id):
+    """An email's HTML, sanitized again as it is served, inside the thread's sandboxed frame: no
+    scripts, no forms, nothing from elsewhere but (when the agent asks, `?images=1`) images.
+    Its inline images are our copies, at signed paths (the frame's requests carry no session)."""
+    message = conversation_selectors.message_get(membership=request.membership, message_id=message_id)
+    details = message.details or {}
+    remote = request.GET.get("images") == "1"
+    images = {
+        attachment.source_url[4:]: attachment_services.attachment_public_path(attachment)
+        for attachment in message.attachments.all()
+        if attachment.source_url.startswith("cid:")
+    }
+    if details.get("html"):
+        body = email_html.sanitize(details["html"], images=images, remote_images=remote)
+    else:
+        body = f"<pre>{escape(details.get('full_text') or message.text)}</pre>"
+    response = render(request, "inbox/email_frame.html", {"body": body})
+    origin = request.build_absolute_uri("/").rstrip("/")
+    response["Content-Security-Policy"] = EMAIL_FRAME_POLICY.format(origin=origin, remote=" https: http:" if remote else "")
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
 @member_required
 @require_GET
 def contact_detail(request, contact_id):
@@ -372,14 +408,19 @@ def _workspace_context(request, conversation, filters) -> dict:
     }
     context["composer"] = _composer_context(
         action=reverse("inbox:send", args=[conversation.pk]), channel=conversation.channel, policy=policy,
-        contact=conversation.contact,
+        contact=conversation.contact, conversation=conversation,
     )
     return context
 
 
 def _composer_context(*, action, channel, policy, contact, text="", attachments=(), error="", disabled=False,
-                      disabled_reason="") -> dict:
+                      disabled_reason="", conversation=None, subject="") -> dict:
+    kind = catalog.kind_of(channel.kind)
     return {
+        # Email: a subject field (a new email needs one; a reply keeps the conversation's).
+        "threads": bool(kind and kind.capabilities.threads),
+        "subject": subject,
+        "reply_subject": conversation.subject if conversation is not None else "",
         "action": action,
         "channel": channel,
         "policy": policy,
@@ -401,6 +442,7 @@ def _send(request, *, channel, contact, conversation, from_new=False):
     form.is_valid()
     data = form.cleaned_data
     text = data.get("text", "")
+    subject = data.get("subject", "")
     attachment_ids = tuple(data.get("attachment_ids") or ())
     token = data.get("client_token") or None
     action = reverse("inbox:new-send", args=[channel.pk]) if from_new else reverse("inbox:send", args=[conversation.pk])
@@ -408,13 +450,13 @@ def _send(request, *, channel, contact, conversation, from_new=False):
     try:
         if from_new:
             message = sending.message_send(
-                membership=membership, channel=channel, contact_id=contact.pk, text=text,
+                membership=membership, channel=channel, contact_id=contact.pk, text=text, subject=subject,
                 attachment_ids=attachment_ids, client_token=token, interactive=True,
             )
         else:
             message = sending.message_send(
-                membership=membership, conversation=conversation, text=text, attachment_ids=attachment_ids,
-                client_token=token, interactive=True,
+                membership=membership, conversation=conversation, text=text, subject=subject,
+                attachment_ids=attachment_ids, client_token=token, interactive=True,
             )
     except ServiceError as exc:
         if isinstance(exc, NotFound):
@@ -422,6 +464,7 @@ def _send(request, *, channel, contact, conversation, from_new=False):
         composer = _composer_context(
             action=action, channel=channel, policy=policy, contact=contact, text=text,
             attachments=_kept_attachments(request, attachment_ids), error=exc.message,
+            conversation=None if from_new else conversation, subject=subject,
         )
         composer["client_token"] = token or composer["client_token"]
         response = render(request, "inbox/_composer.html", {"composer": composer}, status=422)
@@ -442,7 +485,8 @@ def _send(request, *, channel, contact, conversation, from_new=False):
             membership=membership, conversation_id=message.conversation_id
         )
     prefetch_related_objects([message], "attachments", "sender")
-    composer = _composer_context(action=action, channel=channel, policy=policy, contact=contact)
+    composer = _composer_context(action=action, channel=channel, policy=policy, contact=contact,
+                                 conversation=None if from_new else conversation)
     context = {"message": message, "conversation": conversation, "viewer": request.user, "composer": composer}
     if new_conversation:
         # The first message of a conversation: watch it from now on.

@@ -177,3 +177,31 @@ def channel_create(*, organization, kind: str, name: str, values: Mapping[str, s
         channel.address = str(config.get(catalog.KINDS[kind].address_from) or "")
     channel.save()
     return channel
+
+
+# Collecting ------------------------------------------------------------------------------------
+
+
+def channels_to_poll() -> list[int]:
+    """Active channels whose kind collects from the provider (an IMAP mailbox)."""
+    kinds = [kind.key for kind in catalog.KINDS.values() if kind.poll is not None and kind.adapter is not None]
+    return list(Channel.objects.filter(kind__in=kinds, status=Channel.Status.ACTIVE).values_list("pk", flat=True))
+
+
+def channel_poll(*, channel_id: int) -> int:
+    """Collect what the provider keeps for one channel, through its kind's `poll`. Returns the
+    number of new events. A refused login puts the channel in error (the kind's sentence); a
+    provider out of reach is logged and tried at the next beat."""
+    channel = Channel.objects.select_related("organization").filter(pk=channel_id, status=Channel.Status.ACTIVE).first()
+    kind = catalog.kind_of(channel.kind) if channel is not None else None
+    if kind is None or kind.poll is None:
+        return 0
+    try:
+        return kind.poll(channel)
+    except SendError as exc:
+        if not channel_refused(channel=channel, error=exc):
+            log.warning("channel %s not collected: %s", channel.pk, exc.code or type(exc).__name__)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - an unreachable server is tried again at the next beat
+        log.warning("channel %s not collected: %s", channel.pk, exc)
+        return 0

@@ -102,6 +102,7 @@ class ChannelPolicy:
     extended_window_tag: str = ""
     extended_window_note: str = ""  # the banner while the extended window is open
     window_closed: str = ""  # the refusal once every window has closed (else window_warning)
+    blocked_refusal: str = ""  # the refusal for a contact blocked on this kind (else the generic one)
 
     def media_rule(self, content_type: str) -> tuple[str, int] | None:
         """The (category, max bytes) for a content type, or None when it is not allowed."""
@@ -159,8 +160,11 @@ class RawEvent:
 
 @dataclass(frozen=True)
 class MediaRef:
-    url: str
+    url: str  # where the provider keeps it; for media the message carries itself, its reference ("cid:…")
     content_type: str
+    # Media the message carries itself (an email's attachments): no download, these bytes.
+    content: bytes | None = None
+    filename: str = ""
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,29 @@ class InboundMessage:
     echo: bool = False
     app_id: str = ""
     sent_at: datetime | None = None  # the provider's timestamp, when it gives one
+    # Threads (email). A conversation continues when this message answers one of its messages
+    # (`replies_to`: provider ids, newest first) or was sent to its reply address (`reply_token`);
+    # else it starts a new one keyed by `thread` (a kind without threads leaves all three empty:
+    # one conversation per contact and channel).
+    replies_to: tuple[str, ...] = ()
+    reply_token: str = ""
+    thread: str = ""
+    subject: str = ""
+    # Sent by a machine (an auto-reply, an out-of-office): marked, and never answered automatically.
+    automated: bool = False
+    # What the kind shows beside the text (email: sender, recipients, sanitized HTML, the full text
+    # with its quoted history): kept on the message as `Message.details`.
+    details: Mapping | None = None
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    """The provider says an address may no longer be written to (an email complaint): the effect
+    (OPT_OUT or BLOCKED) on the contact behind `sender`, on this kind, with the reason."""
+
+    sender: str
+    effect: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -220,6 +247,8 @@ class OutboundAttachment:
     url: str  # a signed, expiring public URL the provider fetches from us
     content_type: str
     filename: str
+    # Reads our stored copy, for providers that take the bytes (SMTP) rather than a URL.
+    read: Callable[[], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +262,12 @@ class OutboundMessage:
     status_callback: str = ""  # where the provider should post delivery updates
     idempotency_key: str = ""
     tag: str = ""  # a message tag for sends outside the standard window ("HUMAN_AGENT")
+    # Threads (email): the subject, the provider ids of the conversation's earlier messages
+    # (oldest first: References, the last one In-Reply-To), and the conversation's reply token.
+    subject: str = ""
+    replies_to: tuple[str, ...] = ()
+    reply_token: str = ""
+    signature: str = ""  # the agent's signature, appended by kinds that sign (email)
 
 
 @dataclass(frozen=True)
@@ -297,6 +332,9 @@ class Capabilities:
     reactions: bool = False
     unsend: bool = False
     profiles: bool = False  # a new sender's name and picture can be looked up (adapter.profile)
+    # Conversations are threads with a subject (email): the composer asks for one, and a message
+    # started from "New message" opens a new thread rather than continuing the last one.
+    threads: bool = False
 
 
 @dataclass(frozen=True)

@@ -128,10 +128,16 @@ class MessageOutputSerializer(serializers.Serializer):
     sender = serializers.SerializerMethodField()
     attachments = AttachmentOutputSerializer(many=True)
     location = serializers.JSONField(allow_null=True)
+    buttons = serializers.SerializerMethodField()
+    edited_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     sent_at = serializers.DateTimeField(allow_null=True)
     delivered_at = serializers.DateTimeField(allow_null=True)
     read_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_buttons(self, message) -> list[str]:
+        return [str(button.get("text") or "") for button in message.buttons or [] if isinstance(button, dict)]
 
     @extend_schema_field(SenderSerializer)
     def get_sender(self, message) -> dict:
@@ -159,6 +165,11 @@ class SendInputSerializer(serializers.Serializer):
     template_variables = serializers.DictField(
         child=serializers.CharField(allow_blank=True), required=False, allow_null=True, default=None
     )
+    buttons = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, max_length=200), required=False, default=list, max_length=50,
+        help_text="Reply buttons' labels under the message, on channels whose policy allows them (Telegram); "
+        "a tap comes back as the contact's reply.",
+    )
 
 
 def send_arguments(data: dict) -> dict:
@@ -168,6 +179,7 @@ def send_arguments(data: dict) -> dict:
         "client_token": data["client_token"] or None,
         "template_id": data["template_id"],
         "template_variables": data["template_variables"],
+        "buttons": tuple(data["buttons"]),
     }
 
 

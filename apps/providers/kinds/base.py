@@ -96,6 +96,10 @@ class ChannelPolicy:
     # category -> (allowed content types, max bytes); empty = no media on this channel.
     media: Mapping[str, tuple[frozenset[str], int]] = field(default_factory=dict)
     max_attachments: int = 10
+    # Reply buttons a message may carry (Telegram's inline keyboard): how many, and how long each
+    # label may be. 0: none. A tap comes back as the customer's reply, in the button's words.
+    max_buttons: int = 0
+    button_text_limit: int = 64
     # After `reply_window`, replies may still go out with a message tag until this long after the
     # last inbound (Messenger / Instagram `HUMAN_AGENT`: 7 days).
     extended_window: timedelta | None = None
@@ -161,6 +165,7 @@ class RawEvent:
 class MediaRef:
     url: str
     content_type: str
+    filename: str = ""  # the sender's name for the file, when the provider says (a document)
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,29 @@ class InboundMessage:
     echo: bool = False
     app_id: str = ""
     sent_at: datetime | None = None  # the provider's timestamp, when it gives one
+    # What the provider tells us about the contact, kept in their custom attributes (their
+    # Telegram username, the payload of the deep link they came through).
+    contact_attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MessageEdit:
+    """The customer edited a message they sent: its new text (or caption)."""
+
+    external_id: str
+    sender: str
+    text: str
+    edited_at: datetime | None = None  # the provider's time of the edit: an older edit never wins
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    """The customer changed what we may send them on this kind of channel, without a message:
+    "block" / "unblock" (a Telegram user stopped or restarted the bot), "opt_out" / "opt_in"."""
+
+    sender: str
+    change: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -220,6 +248,9 @@ class OutboundAttachment:
     url: str  # a signed, expiring public URL the provider fetches from us
     content_type: str
     filename: str
+    # The file's bytes, for providers that take uploads rather than links (Telegram by URL only
+    # takes small photos and a few document types).
+    read: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -233,6 +264,7 @@ class OutboundMessage:
     status_callback: str = ""  # where the provider should post delivery updates
     idempotency_key: str = ""
     tag: str = ""  # a message tag for sends outside the standard window ("HUMAN_AGENT")
+    buttons: tuple[str, ...] = ()  # reply buttons' labels (policy.max_buttons), under the message
 
 
 @dataclass(frozen=True)
@@ -262,6 +294,11 @@ class Adapter(Protocol):
       returns config to store (the bot's name);
     - `disconnect() -> None`: undo `connect` (Telegram `deleteWebhook`) when the channel is
       disconnected;
+      `check`, `connect` and `disconnect` raise SendError subclasses with the sentence to show;
+    - `acknowledge(event_kind, body) -> None`: answer the provider about an event once it is
+      processed, where the provider waits for that (Telegram `answerCallbackQuery` stops the
+      spinner on the button the customer tapped). Called once per event, after its processing
+      committed, best effort: a failure is logged and changes nothing;
     - `mark_read(*, to, external_id)`, `typing(*, to)`, `profile(user_id) -> {"name", "avatar_url"}`.
     """
 

@@ -7,8 +7,9 @@ from django.test import Client
 
 from tests import factories
 
-# Fixtures more than one folder uses (Meta's fake Graph, the browser harness, Acme's objects).
-pytest_plugins = ["tests.fixtures.browser", "tests.fixtures.meta", "tests.fixtures.tenancy"]
+# Fixtures more than one folder uses (Meta's fake Graph, the fake Bot API, the browser harness,
+# Acme's objects).
+pytest_plugins = ["tests.fixtures.browser", "tests.fixtures.meta", "tests.fixtures.telegram", "tests.fixtures.tenancy"]
 
 
 def pytest_configure(config):

@@ -79,14 +79,14 @@ def test_telegram_unreachable_says_so_and_stores_nothing(acme, fake_telegram, se
     settings.TELEGRAM_API_BASE = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ServiceError) as refused:
         services.channel_create(organization=acme, kind="telegram", name="x", values={"bot_token": BOT_TOKEN})
-    assert refused.value.message == "Telegram could not be reached; we will try again."
+    assert refused.value.message == "Telegram could not be reached; try again in a moment."
     assert BOT_TOKEN not in refused.value.message
     assert not Channel.objects.exists()
 
 
 def test_a_rate_limited_connect_says_so(acme, fake_telegram):
     fake_telegram.script(fakes.too_many_requests(3), method="setWebhook")
-    with pytest.raises(ServiceError, match="rate limiting"):
+    with pytest.raises(ServiceError, match="Telegram is rate limiting this bot; try again in a minute."):
         services.channel_create(organization=acme, kind="telegram", name="x", values={"bot_token": BOT_TOKEN})
 
 
@@ -134,6 +134,14 @@ def test_check_notices_a_webhook_pointing_elsewhere_and_a_revoked_token(telegram
     fake_telegram.revoke(BOT_TOKEN)
     health = adapter.check()
     assert (health.ok, health.summary, health.details) == (False, telegram.TOKEN_REFUSED, ())
+
+
+def test_check_when_telegram_is_unreachable(telegram_channel, settings):
+    from tests.fakes.ports import free_port
+
+    settings.TELEGRAM_API_BASE = f"http://127.0.0.1:{free_port()}"
+    health = catalog.adapter_for(telegram_channel).check()
+    assert (health.ok, health.summary) == (False, "Telegram could not be reached; try again in a moment.")
 
 
 def test_disconnect_deletes_the_webhook(telegram_channel, fake_telegram):

@@ -15,7 +15,12 @@ from apps.conversations import attachments, receipts, sending
 from apps.conversations.models import Conversation, Message
 from apps.core.errors import ServiceError
 from apps.providers.kinds import telegram
-from apps.providers.kinds.base import BLOCKED, CONFIGURATION, RATE_LIMITED, TransientSendError
+from apps.providers.kinds.base import (
+    BLOCKED,
+    CONFIGURATION,
+    RATE_LIMITED,
+    TransientSendError,
+)
 from apps.providers.models import Channel
 from tests.factories import policy_for
 from tests.fakes import telegram as fakes
@@ -136,6 +141,23 @@ def test_a_long_text_with_files_goes_after_them_on_its_own(send, conversation, m
     assert [("reply_markup" in s["params"]) for s in fake_telegram.sent] == [False, False, True]
     assert fake_telegram.sent[-1]["params"]["text"] == text
     assert message.external_id == f"{CHAT_ID}:{fake_telegram.sent[-1]['result']['message_id']}"
+
+
+def test_a_short_flood_wait_between_parts_is_waited_out(send, conversation, membership, fake_telegram):
+    photo = upload(membership, "box.png", PNG, "image/png")
+    fake_telegram.script(fakes.too_many_requests(1), method="sendMessage")
+    message = send(conversation, "w" * 1500, attachment_ids=[photo.pk])
+    assert message.status == "sent"
+    assert [s["method"] for s in fake_telegram.sent] == ["sendPhoto", "sendMessage"]
+    assert len(fake_telegram.calls("sendMessage")) == 2
+
+
+def test_a_long_flood_wait_between_parts_leaves_the_message_unknown(send, conversation, membership, fake_telegram):
+    photo = upload(membership, "box.png", PNG, "image/png")
+    fake_telegram.script(fakes.too_many_requests(30), method="sendMessage")
+    message = send(conversation, "w" * 1500, attachment_ids=[photo.pk])
+    assert (message.status, message.error_code) == ("unknown", "partial")
+    assert len(fake_telegram.calls("sendMessage")) == 1
 
 
 def test_a_failure_after_part_of_the_message_went_out_is_unknown(send, conversation, membership, fake_telegram):

@@ -66,6 +66,7 @@ TELEGRAM_FILE = "telegram-file:"
 DOWNLOAD_LIMIT = 20 * MB  # the Bot API lets bots download files of up to 20 MB
 CAPTION_LIMIT = 1024
 CALLBACK_DATA_BYTES = 64
+PART_FLOOD_WAIT_MAX = 5.0  # seconds a multi-part send waits for Telegram's flood control, once
 TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,80}$")
 SECRET_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
@@ -153,8 +154,8 @@ for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
         _logger.addFilter(TokenRedactingFilter())
 
 
-# The token never shows among an error report's local variables.
-@sensitive_variables("token", "url")
+# The token (and setWebhook's secret token) never shows among an error report's local variables.
+@sensitive_variables("token", "url", "data")
 def bot_request(token: str, method: str, *, data: dict | None = None, files: dict | None = None):
     """One Bot API call (POST, form or multipart): its `result`, or BotApiError /
     BotApiUnreachable. The URL holds the token: it never reaches an exception or a log line."""
@@ -169,7 +170,8 @@ def bot_request(token: str, method: str, *, data: dict | None = None, files: dic
     except requests.exceptions.RequestException as exc:
         # The exception's text holds the URL, and so the token: only its type goes on.
         maybe = not isinstance(exc, requests.exceptions.ConnectionError) or _sent_before_failure(exc)
-        raise BotApiUnreachable(f"Telegram could not be reached ({type(exc).__name__}).", maybe_delivered=maybe) from None
+        raise BotApiUnreachable(f"Telegram could not be reached ({type(exc).__name__}).",
+                                maybe_delivered=maybe) from None
     try:
         answer = response.json()
     except ValueError:
@@ -220,6 +222,17 @@ def refusal(error: BotApiError) -> SendError:
         if description in lowered:
             return PermanentSendError(f"Failed to send via Telegram: {sentence}", code=code, effect=effect)
     return PermanentSendError(f"Failed to send via Telegram: {detail.rstrip('.') or 'Telegram refused it'}.", code=code)
+
+
+def _try_again(error: SendError) -> SendError:
+    """A connect or check that did not get through: nothing retries it, the admin tries again."""
+    if error.effect == RATE_LIMITED:
+        sentence = "Telegram is rate limiting this bot; try again in a minute."
+    elif error.code in ("connection", "timeout", "connection_lost"):
+        sentence = "Telegram could not be reached; try again in a moment."
+    else:
+        sentence = "Telegram had a temporary problem; try again in a moment."
+    return TransientSendError(sentence, code=error.code, effect=error.effect)
 
 
 def unreachable(error: BotApiUnreachable) -> SendError:
@@ -318,7 +331,7 @@ def split_update(update) -> RawEvent:
         # A tap on a button of a message in a private chat (inline-mode messages have no chat).
         if not message or _private(message):
             kind = "callback"
-    elif isinstance(update.get("my_chat_member"), dict) and _dict(update["my_chat_member"].get("chat")).get("type") == "private":
+    elif isinstance(update.get("my_chat_member"), dict) and _private(update["my_chat_member"]):
         kind = "member"
     return RawEvent(event_id=str(update_id), kind=kind, body=update, ref=ref)
 
@@ -334,7 +347,8 @@ def _time(value) -> datetime | None:
 
 def _sender(user: dict) -> tuple[str, dict]:
     """The name agents see and what we keep about the person (their @username)."""
-    name = " ".join(part for part in (_text(user.get("first_name")).strip(), _text(user.get("last_name")).strip()) if part)
+    parts = (_text(user.get("first_name")).strip(), _text(user.get("last_name")).strip())
+    name = " ".join(part for part in parts if part)
     username = _text(user.get("username")).strip()
     attributes = {"telegram_username": f"@{username}"} if username else {}
     return name or (f"@{username}" if username else ""), attributes
@@ -349,15 +363,19 @@ def _file(part: dict, content_type: str, filename: str = "") -> tuple[MediaRef, 
 
 def _largest_photo(sizes) -> dict:
     """The largest size Telegram offers of a photo (by bytes, else by pixels)."""
-    candidates = [size for size in sizes if isinstance(size, dict) and _text(size.get("file_id"))] if isinstance(sizes, list) else []
+    sizes = sizes if isinstance(sizes, list) else []
+    candidates = [size for size in sizes if isinstance(size, dict) and _text(size.get("file_id"))]
     if not candidates:
         return {}
 
     def area(size: dict) -> tuple:
-        number = lambda value: value if isinstance(value, int) and not isinstance(value, bool) else 0  # noqa: E731
-        return number(size.get("file_size")), number(size.get("width")) * number(size.get("height"))
+        return _number(size.get("file_size")), _number(size.get("width")) * _number(size.get("height"))
 
     return max(candidates, key=area)
+
+
+def _number(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def message_content(message: dict) -> tuple[str, tuple[MediaRef, ...], dict | None]:
@@ -500,7 +518,10 @@ class TelegramAdapter:
     def connect(self, *, webhook_urls) -> dict:
         """getMe (the token is a bot's), then setWebhook: the channel's inbound URL, our secret
         token and the updates we handle. Returns the bot's id, username and name to keep."""
-        me = self._me()
+        try:
+            me = self._me()
+        except (TransientSendError, UnknownSendError) as error:
+            raise _try_again(error) from None
         url = webhook_urls.get("inbound", "")
         try:
             bot_request(self.token, "setWebhook", data={
@@ -509,10 +530,12 @@ class TelegramAdapter:
                 "allowed_updates": json.dumps(list(ALLOWED_UPDATES)),
             })
         except BotApiUnreachable as error:
-            raise unreachable(error) from None
+            raise _try_again(unreachable(error)) from None
         except BotApiError as error:
-            if error.status in CONFIGURATION_STATUSES or error.status == 429 or error.status >= 500:
+            if error.status in CONFIGURATION_STATUSES:
                 raise refusal(error) from None
+            if error.status == 429 or error.status >= 500:
+                raise _try_again(refusal(error)) from None
             raise PermanentSendError(
                 f"Telegram refused to call {url}: {error.detail.rstrip('.')}. Telegram calls only public HTTPS "
                 "addresses on ports 443, 80, 88 or 8443 (PUBLIC_BASE_URL).",
@@ -523,7 +546,10 @@ class TelegramAdapter:
 
     def disconnect(self) -> None:
         """deleteWebhook: the bot stops calling us (its pending updates wait for the next one)."""
-        self._call("deleteWebhook")
+        try:
+            self._call("deleteWebhook")
+        except (TransientSendError, UnknownSendError) as error:
+            raise _try_again(error) from None
 
     def check(self) -> Health:
         """getMe and getWebhookInfo: the bot's name, where its webhook points, what is waiting and
@@ -531,6 +557,8 @@ class TelegramAdapter:
         try:
             me = self._me()
             info = self._call("getWebhookInfo")
+        except (TransientSendError, UnknownSendError) as error:
+            return Health(ok=False, summary=_try_again(error).reason)
         except SendError as error:
             return Health(ok=False, summary=error.reason)
         info = info if isinstance(info, dict) else {}
@@ -684,7 +712,7 @@ class TelegramAdapter:
         sent: list[str] = []
         for method, data, files in parts:
             try:
-                result = self._call(method, data=data, files=files)
+                result = self._send_part(method, data, files, waiting=bool(sent))
             except SendError as exc:
                 if sent:
                     # Part of it reached the customer: never resend blindly.
@@ -693,6 +721,18 @@ class TelegramAdapter:
                 raise
             sent.append(message_external_id(_dict(result)))
         return SendResult(external_id=sent[-1], status="sent")
+
+    def _send_part(self, method: str, data: dict, files: dict | None, *, waiting: bool):
+        """One part of a message. After the first, a short flood wait (Telegram paces messages to
+        one chat) is waited out once: retrying the whole message later would repeat what went."""
+        try:
+            return self._call(method, data=data, files=files)
+        except TransientSendError as exc:
+            wait = exc.retry_after
+            if not waiting or exc.effect != RATE_LIMITED or wait is None or wait > PART_FLOOD_WAIT_MAX:
+                raise
+        time.sleep(wait)
+        return self._call(method, data=data, files=files)
 
     @staticmethod
     def _attachment_part(chat_id: str, attachment: OutboundAttachment, *, caption: str):

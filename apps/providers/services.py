@@ -230,11 +230,12 @@ def _connect(channel: Channel, *, config: Mapping, secrets: Mapping, previous: C
 
 def _reconnect_wanted(channel: Channel, values: Mapping[str, str], *, config: Mapping, secrets: Mapping) -> bool:
     """Connect again when credentials were submitted (even the same ones: "save to reconnect"),
-    changed, or the channel is in error (the admin is fixing it)."""
+    changed, or the channel is in error (the admin is fixing it) or disabled (being enabled: a
+    disabled channel was stored without connecting)."""
     kind = catalog.KINDS[channel.kind]
     submitted = any(str(values.get(c.name) or "").strip() for c in kind.credentials)
     changed = dict(config) != (channel.config or {}) or dict(secrets) != (channel.secrets or {})
-    return submitted or changed or channel.status == Channel.Status.ERROR
+    return submitted or changed or channel.status in (Channel.Status.ERROR, Channel.Status.DISABLED)
 
 
 def _disconnect_quietly(channel: Channel) -> None:

@@ -95,6 +95,10 @@ def test_a_disabled_channel_is_stored_without_connecting(acme, fake_telegram):
                                       enabled=False)
     assert channel.status == "disabled" and fake_telegram.requests == []
     assert channel.secrets["webhook_secret"]  # generated all the same
+    # Enabling it connects it.
+    channel = services.channel_configure(channel=channel, values={}, enabled=True)
+    assert channel.status == "active"
+    assert fake_telegram.webhook(BOT_TOKEN)["secret_token"] == channel.secrets["webhook_secret"]
 
 
 # Check and disconnect -----------------------------------------------------------------------------

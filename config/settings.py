@@ -257,6 +257,9 @@ META_GRAPH_BASE = os.environ.get("META_GRAPH_BASE", "https://graph.facebook.com"
 META_DIALOG_BASE = os.environ.get("META_DIALOG_BASE", "https://www.facebook.com").rstrip("/")
 # Messenger / Instagram attachments and WhatsApp Cloud media are fetched only from these hosts.
 META_MEDIA_HOSTS = env_list("META_MEDIA_HOSTS", "fbcdn.net,fbsbx.com,cdninstagram.com,lookaside.fbsbx.com,whatsapp.net")
+# The Telegram Bot API (a local fake in tests): calls go to {base}/bot<token>/<method>, files to
+# {base}/file/bot<token>/<path>; media downloads come only from its host.
+TELEGRAM_API_BASE = os.environ.get("TELEGRAM_API_BASE", "https://api.telegram.org").rstrip("/")
 MEDIA_DOWNLOAD_MAX_BYTES = int(os.environ.get("MEDIA_DOWNLOAD_MAX_BYTES", str(16 * 1024 * 1024)))
 # A media download (all redirects and the whole body) must finish within this many seconds.
 MEDIA_DOWNLOAD_DEADLINE = float(os.environ.get("MEDIA_DOWNLOAD_DEADLINE", "60"))

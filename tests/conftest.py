@@ -7,8 +7,10 @@ from django.test import Client
 
 from tests import factories
 
-# Fixtures more than one folder uses (Meta's fake Graph, the browser harness, Acme's objects).
-pytest_plugins = ["tests.fixtures.browser", "tests.fixtures.email", "tests.fixtures.meta", "tests.fixtures.tenancy"]
+# Fixtures more than one folder uses (Meta's fake Graph, the fake Bot API, the email servers, the
+# browser harness, Acme's objects).
+pytest_plugins = ["tests.fixtures.browser", "tests.fixtures.email", "tests.fixtures.meta", "tests.fixtures.telegram",
+                  "tests.fixtures.tenancy"]
 
 
 def pytest_configure(config):

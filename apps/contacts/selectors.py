@@ -29,7 +29,8 @@ def contact_list(*, organization, search: str = "") -> QuerySet[Contact]:
 
 def contact_eligible_list(*, organization, policy: Reach, search: str = "") -> QuerySet[Contact]:
     """Contacts a kind of channel may message: never one who unsubscribed from it or blocked
-    it; WhatsApp also wants a recorded opt-in, and phone channels a phone."""
+    it; WhatsApp also wants a recorded opt-in, phone channels a phone, and the others an address
+    of their kind (a Telegram chat, a PSID: the person wrote there first)."""
     contacts = contact_list(organization=organization, search=search)
     if policy.needs_opt_in:
         contacts = contacts.filter(consent_eligible(policy.identity_kind))
@@ -41,11 +42,12 @@ def contact_eligible_list(*, organization, policy: Reach, search: str = "") -> Q
     if policy.needs_phone:
         contacts = contacts.exclude(phone="")
     else:
-        # The address is an identity of the kind (an email address, a PSID): no identity, no address.
-        contacts = contacts.filter(
-            Exists(ContactIdentity.objects.filter(contact=OuterRef("pk"), kind=policy.identity_kind))
-        )
+        contacts = contacts.filter(contact_has_address(policy))
     return contacts
+
+
+def contact_has_address(policy: Reach) -> Exists:
+    return Exists(ContactIdentity.objects.filter(contact=OuterRef("pk"), kind=policy.identity_kind))
 
 
 def contact_id_by_address(*, organization_id: int, kind: str, address: str) -> int | None:
@@ -55,6 +57,11 @@ def contact_id_by_address(*, organization_id: int, kind: str, address: str) -> i
         .values_list("contact_id", flat=True)
         .first()
     )
+
+
+def contact_reachable(*, contact: Contact, policy: Reach) -> bool:
+    """Whether the contact has an address on a kind of channel that is not addressed by phone."""
+    return policy.needs_phone or contact.identities.filter(kind=policy.identity_kind).exists()
 
 
 def contact_address(*, contact: Contact, policy: Reach) -> str:

@@ -132,6 +132,23 @@ def consent_unblock(*, contact: Contact, kind: str, by=None) -> ContactConsent:
     return _consent_update(contact=contact, kind=kind, by=by, blocked_at=None, blocked_reason="")
 
 
+def contact_attributes_merge(*, contact: Contact, attributes) -> bool:
+    """Keep what a provider tells us about the contact (their Telegram username, the deep link
+    they came through) in their custom attributes, each under its own name: the latest value
+    wins, attributes of other names are left alone. Writes only when something changed."""
+    given = {str(name): str(value)[:500] for name, value in (attributes or {}).items() if name and value}
+    if not given or all((contact.custom_attributes or {}).get(name) == value for name, value in given.items()):
+        return False
+    with transaction.atomic():
+        locked = Contact.objects.select_for_update().filter(pk=contact.pk).values_list("custom_attributes", flat=True)
+        current = dict(locked.first() or {})
+        merged = {**current, **given}
+        if merged != current:
+            Contact.objects.filter(pk=contact.pk).update(custom_attributes=merged, updated_at=timezone.now())
+        contact.custom_attributes = merged
+    return merged != current
+
+
 def contact_enrich(*, contact: Contact, name: str = "", avatar_url: str = "") -> None:
     """Fill in a contact's name and picture from the provider's profile, only while nobody
     named the contact meanwhile. A picture is kept only as an https URL that fits."""

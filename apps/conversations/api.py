@@ -130,6 +130,8 @@ class MessageOutputSerializer(serializers.Serializer):
     attachments = AttachmentOutputSerializer(many=True)
     location = serializers.JSONField(allow_null=True)
     email = serializers.SerializerMethodField()
+    buttons = serializers.SerializerMethodField()
+    edited_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     sent_at = serializers.DateTimeField(allow_null=True)
     delivered_at = serializers.DateTimeField(allow_null=True)
@@ -144,6 +146,10 @@ class MessageOutputSerializer(serializers.Serializer):
             return None
         keys = ("subject", "from", "to", "cc", "message_id", "automated", "spoofed_name", "full_text")
         return {key: details[key] for key in keys if key in details}
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_buttons(self, message) -> list[str]:
+        return [str(button.get("text") or "") for button in message.buttons or [] if isinstance(button, dict)]
 
     @extend_schema_field(SenderSerializer)
     def get_sender(self, message) -> dict:
@@ -173,6 +179,11 @@ class SendInputSerializer(serializers.Serializer):
     )
     subject = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000,
                                     help_text="Email: the subject of a new email (a reply keeps the conversation's).")
+    buttons = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, max_length=200), required=False, default=list, max_length=50,
+        help_text="Reply buttons' labels under the message, on channels whose policy allows them (Telegram); "
+        "a tap comes back as the contact's reply.",
+    )
 
 
 def send_arguments(data: dict) -> dict:
@@ -183,6 +194,7 @@ def send_arguments(data: dict) -> dict:
         "client_token": data["client_token"] or None,
         "template_id": data["template_id"],
         "template_variables": data["template_variables"],
+        "buttons": tuple(data["buttons"]),
     }
 
 

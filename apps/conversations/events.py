@@ -16,7 +16,7 @@ from django.db import transaction
 log = logging.getLogger(__name__)
 
 MESSAGE_CREATED = "message.created"
-MESSAGE_STATUS_CHANGED = "message.status_changed"  # its status, error, reactions or unsend
+MESSAGE_STATUS_CHANGED = "message.status_changed"  # its status, error, reactions, an edit or unsend
 CONVERSATION_UPDATED = "conversation.updated"
 
 
@@ -31,6 +31,8 @@ class Event:
     # The conversation_updated a new message makes: the message's own event already carries
     # what changed (its row), so renderers may skip it; integrations still hear it.
     after_message: bool = False
+    # A message's content changed (the customer edited or unsent it): renderers redraw it whole.
+    content: bool = False
 
 
 _subscribers: list[Callable[[Event], None]] = []
@@ -47,8 +49,9 @@ def message_created(message) -> None:
     _publish(Event(CONVERSATION_UPDATED, **ids, after_message=True))
 
 
-def message_changed(message, status: str | None = None) -> None:
-    _publish(Event(MESSAGE_STATUS_CHANGED, **_ids(message), message_id=message.pk, status=status or message.status))
+def message_changed(message, status: str | None = None, *, content: bool = False) -> None:
+    _publish(Event(MESSAGE_STATUS_CHANGED, **_ids(message), message_id=message.pk, status=status or message.status,
+                   content=content))
 
 
 def conversation_changed(conversation) -> None:

@@ -31,11 +31,10 @@ from apps.core import broker
 from apps.core.phones import phone_or_empty
 from apps.providers import catalog
 from apps.providers.kinds.base import (
-    BLOCKED,
-    OPT_OUT,
     ConsentChange,
     InboundMessage,
     MediaRef,
+    MessageEdit,
     Reaction,
     SendError,
     StatusUpdate,
@@ -86,24 +85,41 @@ def event_process(event_id: int) -> None:
         adapter = catalog.adapter_for(event.channel)
         normalized = adapter.normalize(event.kind, event.body)
         if isinstance(normalized, InboundMessage):
-            _process_message(event, adapter, normalized)
+            processed = _process_message(event, adapter, normalized)
         elif isinstance(normalized, StatusUpdate):
-            _process_status(event, normalized)
+            processed = _process_status(event, normalized)
         elif isinstance(normalized, Watermark):
-            _process_watermark(event, normalized)
+            processed = _process_watermark(event, normalized)
         elif isinstance(normalized, Reaction | Unsend):
-            _process_reaction_or_unsend(event, normalized)
+            processed = _process_reaction_or_unsend(event, normalized)
+        elif isinstance(normalized, MessageEdit):
+            processed = _process_edit(event, normalized)
         elif isinstance(normalized, ConsentChange):
-            _process_consent(event, normalized)
+            processed = _process_consent(event, normalized)
         else:
-            # Nothing for us in it (a status we do not track, a profile ping): done.
+            # Nothing for us in it (a status we do not track, a profile ping, a group's post): done.
             with transaction.atomic():
-                if _lock(event):
+                processed = _lock(event)
+                if processed:
                     _finish(event, state=InboundEvent.State.PROCESSED)
     except Exception as exc:
         _finish(event, state=InboundEvent.State.FAILED, error=f"{type(exc).__name__}: {exc}")
         log.warning("inbound event %s failed: %s", event.pk, type(exc).__name__)
         raise
+    if processed:
+        _acknowledge(adapter, event)
+
+
+def _acknowledge(adapter, event: InboundEvent) -> None:
+    """Tell the provider the event was handled, where it waits for that (adapter.acknowledge):
+    once, after the processing committed; best effort."""
+    acknowledge = getattr(adapter, "acknowledge", None)
+    if acknowledge is None:
+        return
+    try:
+        acknowledge(event.kind, event.body)
+    except Exception as exc:  # noqa: BLE001 - the event is processed; the provider's spinner times out
+        log.info("inbound event %s not acknowledged: %s", event.pk, getattr(exc, "code", "") or type(exc).__name__)
 
 
 def event_ids_due(*, now=None) -> list[int]:
@@ -168,15 +184,17 @@ class _Stored:
     filename: str
 
 
-def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> None:
+def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> bool:
     """A customer's message, or (an echo) one the account sent from the provider's own apps.
-    Ours (our app id, or a provider id we already recorded) is already in the conversation."""
+    Ours (our app id, or a provider id we already recorded) is already in the conversation.
+    Returns whether this run processed the event."""
     channel = event.channel
     if inbound.echo and _our_echo(channel, adapter, inbound):
         with transaction.atomic():
-            if _lock(event):
-                _finish(event, state=InboundEvent.State.PROCESSED)
-        return
+            if not _lock(event):
+                return False
+            _finish(event, state=InboundEvent.State.PROCESSED)
+        return True
     kind = catalog.KINDS[channel.kind]
     policy = kind.policy
     phone = phone_or_empty(inbound.sender) if policy.needs_phone else ""
@@ -190,6 +208,8 @@ def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> N
     if contact_created and kind.capabilities.profiles and not inbound.echo:
         # Once, in the background: the contact is usable whatever the provider answers.
         tasks.contact_enrich_task.delay_on_commit(contact.pk, channel.pk)
+    if inbound.contact_attributes and not inbound.echo:
+        contact_services.contact_attributes_merge(contact=contact, attributes=inbound.contact_attributes)
     conversation, _ = services.conversation_for_thread(
         contact=contact, channel=channel, replies_to=inbound.replies_to, reply_token=inbound.reply_token,
         thread=inbound.thread, subject=inbound.subject,
@@ -211,7 +231,7 @@ def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> N
         with transaction.atomic():
             if not _lock(event):
                 _delete_files(stored)
-                return
+                return False
             message, created = services.message_record(
                 conversation=conversation,
                 direction=Message.Direction.OUTBOUND if inbound.echo else Message.Direction.INBOUND,
@@ -232,6 +252,7 @@ def _process_message(event: InboundEvent, adapter, inbound: InboundMessage) -> N
     except Exception:
         _delete_files(stored)
         raise
+    return True
 
 
 def _our_echo(channel: Channel, adapter, echo: InboundMessage) -> bool:
@@ -239,10 +260,10 @@ def _our_echo(channel: Channel, adapter, echo: InboundMessage) -> bool:
     return ours or Message.objects.filter(channel=channel, external_id=echo.external_id).exists()
 
 
-def _process_status(event: InboundEvent, update: StatusUpdate) -> None:
+def _process_status(event: InboundEvent, update: StatusUpdate) -> bool:
     with transaction.atomic():
         if not _lock(event):
-            return
+            return False
         message = (
             Message.objects.select_related("conversation__contact", "channel")
             .filter(channel_id=event.channel_id, external_id=update.external_id, direction=Message.Direction.OUTBOUND)
@@ -252,7 +273,7 @@ def _process_status(event: InboundEvent, update: StatusUpdate) -> None:
             # We have not recorded this provider id yet (the send's answer is still on its way):
             # keep the event; the outbox applies it when it records the id.
             _finish(event, state=InboundEvent.State.DEFERRED)
-            return
+            return False
         changed = services.message_status_apply(
             message=message, status=update.status, error_code=update.error_code, error_reason=update.error_reason
         )
@@ -261,6 +282,7 @@ def _process_status(event: InboundEvent, update: StatusUpdate) -> None:
             reason = update.error_reason or f"Provider error {update.error_code}"
             services.refusal_apply(message=message, effect=update.effect, reason=reason)
         _finish(event, state=InboundEvent.State.PROCESSED)
+    return True
 
 
 def _attach_channel(event: InboundEvent) -> None:
@@ -284,32 +306,14 @@ def _routes_by_address(provider: str) -> bool:
     return any(kind.routes_by_address and kind.provider == provider for kind in catalog.KINDS.values())
 
 
-def _process_consent(event: InboundEvent, change: ConsentChange) -> None:
-    """The provider says an address may no longer be written to (an email complaint): that
-    contact's consent on this kind records it. An address we do not know changes nothing."""
-    channel = event.channel
-    kind = catalog.KINDS[channel.kind].policy.identity_kind
-    with transaction.atomic():
-        if not _lock(event):
-            return
-        contact_id = contact_selectors.contact_id_by_address(
-            organization_id=channel.organization_id, kind=kind, address=change.sender
-        )
-        if contact_id is not None and change.effect in (OPT_OUT, BLOCKED):
-            contact = contact_selectors.contact_get(organization=channel.organization_id, contact_id=contact_id)
-            record = contact_services.consent_opt_out if change.effect == OPT_OUT else contact_services.consent_block
-            record(contact=contact, kind=kind, reason=change.reason)
-        _finish(event, state=InboundEvent.State.PROCESSED)
-
-
-def _process_watermark(event: InboundEvent, watermark: Watermark) -> None:
+def _process_watermark(event: InboundEvent, watermark: Watermark) -> bool:
     """Receipts for everything up to a point (Messenger / Instagram): every earlier outbound
     message of the conversation with this customer is delivered (or read)."""
     channel = event.channel
     status = Message.Status.DELIVERED if watermark.kind == "delivery" else Message.Status.READ
     with transaction.atomic():
         if not _lock(event):
-            return
+            return False
         contact_id = contact_selectors.contact_id_by_address(
             organization_id=channel.organization_id,
             kind=catalog.KINDS[channel.kind].policy.identity_kind,
@@ -334,14 +338,15 @@ def _process_watermark(event: InboundEvent, watermark: Watermark) -> None:
             ).order_by("created_at", "pk")
             services.statuses_moved(messages, status)
         _finish(event, state=InboundEvent.State.PROCESSED)
+    return True
 
 
-def _process_reaction_or_unsend(event: InboundEvent, change: Reaction | Unsend) -> None:
+def _process_reaction_or_unsend(event: InboundEvent, change: Reaction | Unsend) -> bool:
     """A reaction (added or removed) or an unsend, shown on the message it is about. A message
     we never recorded (older than our history) has nothing to show it on."""
     with transaction.atomic():
         if not _lock(event):
-            return
+            return False
         message = Message.objects.filter(channel_id=event.channel_id, external_id=change.external_id).first()
         if message is not None:
             if isinstance(change, Unsend):
@@ -351,6 +356,46 @@ def _process_reaction_or_unsend(event: InboundEvent, change: Reaction | Unsend) 
                     message=message, emoji=change.emoji, by=change.by, remove=change.action == "unreact"
                 )
         _finish(event, state=InboundEvent.State.PROCESSED)
+    return True
+
+
+def _process_edit(event: InboundEvent, edit: MessageEdit) -> bool:
+    """The customer edited a message: its text follows (an older edit never wins). A message we
+    never recorded (sent before the channel was connected) has nothing to change."""
+    with transaction.atomic():
+        if not _lock(event):
+            return False
+        message = Message.objects.filter(
+            channel_id=event.channel_id, external_id=edit.external_id, direction=Message.Direction.INBOUND
+        ).first()
+        if message is not None:
+            services.message_edit(message=message, text=edit.text, edited_at=edit.edited_at)
+        _finish(event, state=InboundEvent.State.PROCESSED)
+    return True
+
+
+def _process_consent(event: InboundEvent, change: ConsentChange) -> bool:
+    """The customer blocked or unblocked us (or unsubscribed, or came back) on this kind of
+    channel without writing: recorded on their consent for the kind. Someone we never heard
+    from has no contact to record it on."""
+    channel = event.channel
+    kind = catalog.KINDS[channel.kind].policy.identity_kind
+    record = {
+        "block": lambda contact: contact_services.consent_block(contact=contact, kind=kind, reason=change.reason),
+        "unblock": lambda contact: contact_services.consent_unblock(contact=contact, kind=kind),
+        "opt_out": lambda contact: contact_services.consent_opt_out(contact=contact, kind=kind, reason=change.reason),
+        "opt_in": lambda contact: contact_services.consent_opt_in(contact=contact, kind=kind, source=change.reason),
+    }.get(change.change)
+    with transaction.atomic():
+        if not _lock(event):
+            return False
+        contact_id = contact_selectors.contact_id_by_address(
+            organization_id=channel.organization_id, kind=kind, address=change.sender
+        )
+        if contact_id is not None and record is not None:
+            record(contact_selectors.contact_get(organization=channel.organization_id, contact_id=contact_id))
+        _finish(event, state=InboundEvent.State.PROCESSED)
+    return True
 
 
 def _provider_time(inbound: InboundMessage):
@@ -422,25 +467,24 @@ def _download_media(adapter, channel: Channel, media: tuple[MediaRef, ...]) -> t
             continue
         if content_type in ("", "application/octet-stream") and ref.content_type:
             content_type = ref.content_type
-        filename = _carried_name(ref.filename) or _filename(ref.url, content_type)
+        filename = _filename(ref.url, content_type, ref.filename)
         name = default_storage.save(f"attachments/{timezone.now():%Y/%m}/{filename}", ContentFile(content))
         stored.append(_Stored(name=name, ref=ref, content_type=content_type, size=len(content), filename=filename))
     return stored, failed
 
 
-def _filename(url: str, content_type: str) -> str:
-    stem = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or "attachment"
+def _filename(url: str, content_type: str, name: str = "") -> str:
+    """The sender's name for the file when the provider gives one, else the URL's last part;
+    with an extension that says its type."""
+    stem = name.replace("\\", "/").rsplit("/", 1)[-1] if name else urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    stem = stem or "attachment"
     extension = mimetypes.guess_extension(content_type) or ""
-    if extension and not stem.lower().endswith(extension):
+    if extension and not stem.lower().endswith(extension) and mimetypes.guess_type(stem)[0] != content_type:
         stem += extension
-    return get_valid_filename(stem)[:200] or "attachment"
-
-
-def _carried_name(name: str) -> str:
     try:
-        return get_valid_filename(name.replace("/", "_"))[:200] if name else ""
-    except SuspiciousFileOperation:
-        return ""
+        return get_valid_filename(stem)[:200] or "attachment"
+    except SuspiciousFileOperation:  # a name of dots only
+        return "attachment"
 
 
 def _delete_files(stored: list[_Stored]) -> None:

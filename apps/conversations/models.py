@@ -111,6 +111,10 @@ class Message(models.Model):
     reactions = models.JSONField(default=list, blank=True)
     # The customer unsent (deleted) the message; we keep the row and show that it was removed.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The customer edited the message (Telegram): `text` is the latest version, shown "edited".
+    edited_at = models.DateTimeField(null=True, blank=True)
+    # Reply buttons under the message (the channel's policy.max_buttons): [{"text": "Yes"}, ...].
+    buttons = models.JSONField(default=list, blank=True)
     # Template sends (outside the reply window): {"id", "provider_id", "variables"}.
     template = models.JSONField(null=True, blank=True)
     # What the kind shows beside the text (email: subject, from, to, cc, sanitized HTML, the full

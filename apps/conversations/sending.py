@@ -8,6 +8,7 @@ have the message and we never send twice blindly. Every status move goes through
 `services.message_status_apply` (one transition table), guarded here by the worker's lease.
 """
 
+import dataclasses
 import logging
 import random
 import time
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -73,6 +75,7 @@ def contact_refusal(contact: Contact, policy: ChannelPolicy) -> ServiceError | N
     the contact's on this kind of channel only (STOP on SMS says nothing about WhatsApp)."""
     if policy.needs_phone and not phone_is_valid(contact.phone):
         return ServiceError("no_valid_phone", "Contact has no valid phone")
+
     consent = contact.consent(policy.identity_kind)
     # Unsubscribing also clears the opt-in: the specific reasons come first.
     if consent.opted_out_at is not None:
@@ -82,6 +85,16 @@ def contact_refusal(contact: Contact, policy: ChannelPolicy) -> ServiceError | N
     if policy.needs_opt_in and not consent.opted_in:
         return ServiceError("not_opted_in", f"This contact has not opted in to {policy.label} messages.")
     return None
+
+
+def address_refusal(contact: Contact, policy: ChannelPolicy) -> ServiceError | None:
+    """A channel not addressed by phone reaches only contacts with an address of its kind (a
+    Telegram chat, a PSID: they wrote there first)."""
+    if contact_selectors.contact_reachable(contact=contact, policy=policy):
+        return None
+    return ServiceError(
+        "no_address", f"This contact cannot be reached on {policy.label}: no {policy.label} address is known for them."
+    )
 
 
 def channel_refusal(channel: Channel) -> ServiceError | None:
@@ -137,6 +150,7 @@ class _Content:
     text: str
     template: dict | None
     files: list[Attachment]
+    buttons: list[dict]
     subject: str = ""
 
 
@@ -154,12 +168,14 @@ def message_send(
     subject: str = "",
     sender_kind: str = Message.SenderKind.AGENT,
     interactive: bool = False,
+    buttons: Sequence[str] = (),
 ) -> Message:
     """Validate and queue an outbound message; delivery runs on commit in a task.
 
     Either `conversation` (a reply) or `channel` + `contact_id` (start or continue the contact's
     conversation on that channel; on a kind with threads, email, a new thread with `subject`).
     A repeated `client_token` returns the first message.
+    `buttons`: reply buttons' labels under the text, where the channel's policy allows them.
     `interactive`: an agent is waiting on it (the inbox); it is delivered ahead of queued batches.
     Refusals come in a fixed order, each with its stable code and the sentence a person reads:
     who and where (the contact, then whether this member may use the channel: nothing about
@@ -173,12 +189,12 @@ def message_send(
         if existing is not None:
             return existing
     target = _send_target(membership=membership, channel=channel, contact_id=contact_id, conversation=conversation)
-    refusal = contact_refusal(target.contact, target.policy)
+    refusal = contact_refusal(target.contact, target.policy) or address_refusal(target.contact, target.policy)
     if refusal:
         raise refusal
     content = _send_content(
         organization_id=organization_id, policy=target.policy, text=text, attachment_ids=attachment_ids,
-        template_id=template_id, template_variables=template_variables,
+        template_id=template_id, template_variables=template_variables, buttons=buttons,
     )
     content = _with_subject(content, target, subject)
     refusal = channel_refusal(target.channel)
@@ -221,9 +237,9 @@ def _send_target(*, membership: Membership, channel, contact_id, conversation) -
 
 
 def _send_content(*, organization_id: int, policy: ChannelPolicy, text: str, attachment_ids: Sequence,
-                  template_id, template_variables) -> _Content:
-    """What to send: text within the channel's limit, attachments it accepts, or an approved
-    template rendered with its variables."""
+                  template_id, template_variables, buttons: Sequence[str] = ()) -> _Content:
+    """What to send: text within the channel's limit, attachments it accepts, reply buttons it
+    carries, or an approved template rendered with its variables."""
     text = (text or "").strip()
     if not text and not attachment_ids and not template_id:
         raise ServiceError("no_content", "No content to send")
@@ -242,13 +258,35 @@ def _send_content(*, organization_id: int, policy: ChannelPolicy, text: str, att
     elif policy.text_limit is not None and len(text) > policy.text_limit:
         raise ServiceError("text_too_long", f"Messages on {policy.label} can be at most {policy.text_limit} characters.")
     files = _attachments_for(organization_id=organization_id, attachment_ids=attachment_ids, policy=policy)
+    labels = _buttons_for(policy, buttons, template=template)
     if template is not None:
         message_type = Message.Type.TEMPLATE
     elif files:
         message_type = files[0].category
     else:
         message_type = Message.Type.TEXT
-    return _Content(type=message_type, text=text, template=template, files=files)
+    return _Content(type=message_type, text=text, template=template, files=files,
+                    buttons=[{"text": label} for label in labels])
+
+
+def _buttons_for(policy: ChannelPolicy, buttons: Sequence[str], *, template) -> list[str]:
+    """The reply buttons' labels, trimmed, empty ones dropped, each once."""
+    labels = list(dict.fromkeys(" ".join(str(label).split()) for label in buttons))
+    labels = [label for label in labels if label]
+    if not labels:
+        return []
+    if not policy.max_buttons:
+        raise ServiceError("buttons_not_supported", f"{policy.label} messages cannot carry reply buttons.")
+    if template is not None:
+        raise ServiceError("template_with_buttons", "A template message cannot carry reply buttons.")
+    if len(labels) > policy.max_buttons:
+        raise ServiceError("too_many_buttons", f"{policy.label} messages can carry at most {policy.max_buttons} buttons.")
+    too_long = next((label for label in labels if len(label) > policy.button_text_limit), None)
+    if too_long is not None:
+        raise ServiceError(
+            "button_too_long", f"A button can say at most {policy.button_text_limit} characters: “{too_long[:20]}…”."
+        )
+    return labels
 
 
 SUBJECT_MAX = 255
@@ -264,8 +302,7 @@ def _with_subject(content: _Content, target: _Target, subject: str) -> _Content:
         raise ServiceError("subject_too_long", f"A subject can be at most {SUBJECT_MAX} characters.")
     if target.conversation is None and not subject:
         raise ServiceError("no_subject", "Add a subject for the email.")
-    return _Content(type=content.type, text=content.text, template=content.template, files=content.files,
-                    subject=subject)
+    return dataclasses.replace(content, subject=subject)
 
 
 def _send_insert(*, membership: Membership, target: _Target, content: _Content, client_token, sender_kind: str,
@@ -294,6 +331,7 @@ def _send_insert(*, membership: Membership, target: _Target, content: _Content, 
                     text=content.text,
                     template=content.template,
                     details={"subject": content.subject} if content.subject else None,
+                    buttons=content.buttons,
                     client_token=client_token,
                     status=S.PENDING,
                     sender_kind=sender_kind,
@@ -479,10 +517,11 @@ def _outbound(message: Message, channel: Channel, contact: Contact, policy: Chan
         attachments=tuple(
             OutboundAttachment(
                 url=attachment_services.attachment_public_url(a), content_type=a.content_type, filename=a.filename,
-                read=_reader(a),
+                read=partial(_attachment_bytes, a),
             )
             for a in message.attachments.order_by("pk")
         ),
+        buttons=tuple(str(button.get("text") or "") for button in message.buttons or [] if isinstance(button, dict)),
         **(_thread_of(message) if kind.capabilities.threads else {}),
         template_id=template.get("provider_id", ""),
         template_variables=template.get("variables") or {},
@@ -493,12 +532,9 @@ def _outbound(message: Message, channel: Channel, contact: Contact, policy: Chan
     )
 
 
-def _reader(attachment: Attachment):
-    def read() -> bytes:
-        with attachment.file.open("rb") as stored:
-            return stored.read()
-
-    return read
+def _attachment_bytes(attachment: Attachment) -> bytes:
+    with attachment.file.open("rb") as handle:
+        return handle.read()
 
 
 def _thread_of(message: Message) -> dict:

@@ -299,7 +299,29 @@ def message_unsend(*, message: Message) -> bool:
         Conversation.objects.filter(pk=message.conversation_id, last_message_at=message.created_at).update(
             last_message_preview=UNSENT_PREVIEW
         )
-        events.message_changed(message)
+        events.message_changed(message, content=True)
+        return True
+
+
+def message_edit(*, message: Message, text: str, edited_at=None) -> bool:
+    """The customer edited a message: the text becomes the new one and the message shows
+    "edited". An edit older than the one recorded (a retry arriving late) changes nothing; the
+    list's preview follows when this is the conversation's latest message. Returns whether it
+    changed."""
+    edited_at = edited_at or timezone.now()
+    with transaction.atomic():
+        changed = (
+            Message.objects.filter(pk=message.pk)
+            .filter(Q(edited_at__isnull=True) | Q(edited_at__lt=edited_at))
+            .update(text=text, edited_at=edited_at)
+        )
+        if not changed:
+            return False
+        message.text, message.edited_at = text, edited_at
+        latest = Conversation.objects.filter(pk=message.conversation_id, last_message_at=message.created_at)
+        if message.deleted_at is None and latest.update(last_message_preview=message_preview(message)):
+            events.conversation_of_message_changed(message)
+        events.message_changed(message, content=True)
         return True
 
 

@@ -39,14 +39,18 @@ def message_created(*, organization_id: int, channel_id: int, conversation_id: i
 
 
 def message_status_changed(
-    *, organization_id: int, channel_id: int, conversation_id: int, message_id: int, status: str
+    *, organization_id: int, channel_id: int, conversation_id: int, message_id: int, status: str,
+    content: bool = False,
 ) -> None:
+    """`content`: the message itself changed (edited, unsent): its whole bubble is redrawn."""
     _send(
         organization_id,
         "inbox.message_status_changed",
         channel_id,
         ids={"conversation_id": conversation_id, "message_id": message_id, "status": status},
-        render=lambda live: live.message_status_fragments(conversation_id=conversation_id, message_id=message_id),
+        render=lambda live: live.message_status_fragments(
+            conversation_id=conversation_id, message_id=message_id, whole=content
+        ),
     )
 
 
@@ -74,7 +78,7 @@ def publish(event) -> None:
     if event.type == MESSAGE_CREATED:
         message_created(message_id=event.message_id, **ids)
     elif event.type == MESSAGE_STATUS_CHANGED:
-        message_status_changed(message_id=event.message_id, status=event.status, **ids)
+        message_status_changed(message_id=event.message_id, status=event.status, content=event.content, **ids)
     elif event.type == CONVERSATION_UPDATED:
         conversation_updated(after_message=event.after_message, **ids)
 

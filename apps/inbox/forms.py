@@ -60,12 +60,23 @@ class ListFilters:
         return "?" + urlencode(params) if params else ""
 
 
+class TextListField(forms.Field):
+    """Every value a repeated input submitted, as strings."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[str]:
+        return [str(item) for item in value or []][:50]
+
+
 class SendForm(forms.Form):
     text = forms.CharField(required=False, strip=False, max_length=20000)
     subject = forms.CharField(required=False, max_length=1000)
     attachment_ids = forms.TypedMultipleChoiceField(required=False, coerce=int)
     client_token = forms.CharField(required=False, max_length=100)
     contact = forms.IntegerField(required=False)
+    # Reply buttons' labels, one input each (empty ones are dropped; the service checks the rest).
+    buttons = TextListField(required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

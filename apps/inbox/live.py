@@ -62,19 +62,25 @@ def message_created_fragments(*, conversation_id: int, message_id: int) -> dict:
         return _within_limit(fragments, state=_state(conversation))
 
 
-def message_status_fragments(*, conversation_id: int, message_id: int) -> dict:
-    """The message's delivery state, replacing `#message-<pk>-status` in place."""
+def message_status_fragments(*, conversation_id: int, message_id: int, whole: bool = False) -> dict:
+    """The message's delivery state, replacing `#message-<pk>-status` in place; `whole`: the
+    message's content changed (an edit, an unsend), so its whole bubble replaces `#message-<pk>`."""
     with timezone.override(UTC):
-        message = (
-            Message.objects.filter(pk=message_id, conversation_id=conversation_id)
-            .select_related("conversation__contact")
-            .first()
-        )
+        messages = Message.objects.filter(pk=message_id, conversation_id=conversation_id)
+        if whole:
+            messages = messages.select_related("sender", "conversation__contact").prefetch_related("attachments")
+        else:
+            messages = messages.select_related("conversation__contact")
+        message = messages.first()
         if message is None:
             return {}
-        status = _render_shared(
-            "inbox/_message_status.html", message=message, conversation=message.conversation, oob=True
-        )
+        if whole:
+            status = _render_shared("inbox/_message.html", message=message, conversation=message.conversation,
+                                    bubble_oob=True)
+        else:
+            status = _render_shared(
+                "inbox/_message_status.html", message=message, conversation=message.conversation, oob=True
+            )
         return _within_limit({"status": status}, state={})
 
 

@@ -414,8 +414,9 @@ def _workspace_context(request, conversation, filters) -> dict:
 
 
 def _composer_context(*, action, channel, policy, contact, text="", attachments=(), error="", disabled=False,
-                      disabled_reason="", conversation=None, subject="") -> dict:
+                      disabled_reason="", conversation=None, subject="", buttons=()) -> dict:
     kind = catalog.kind_of(channel.kind)
+    buttons = list(buttons)[: policy.max_buttons]
     return {
         # Email: a subject field (a new email needs one; a reply keeps the conversation's).
         "threads": bool(kind and kind.capabilities.threads),
@@ -426,6 +427,9 @@ def _composer_context(*, action, channel, policy, contact, text="", attachments=
         "policy": policy,
         "contact": contact,
         "text": text,
+        "buttons": [label for label in buttons if label],
+        # One input per button the channel allows, holding what the agent typed (a refused send).
+        "button_slots": buttons + [""] * (policy.max_buttons - len(buttons)),
         "attachments": list(attachments),
         "error": error,
         "client_token": uuid.uuid4().hex,
@@ -443,6 +447,7 @@ def _send(request, *, channel, contact, conversation, from_new=False):
     data = form.cleaned_data
     text = data.get("text", "")
     subject = data.get("subject", "")
+    buttons = tuple(data.get("buttons") or ())
     attachment_ids = tuple(data.get("attachment_ids") or ())
     token = data.get("client_token") or None
     action = reverse("inbox:new-send", args=[channel.pk]) if from_new else reverse("inbox:send", args=[conversation.pk])
@@ -451,12 +456,12 @@ def _send(request, *, channel, contact, conversation, from_new=False):
         if from_new:
             message = sending.message_send(
                 membership=membership, channel=channel, contact_id=contact.pk, text=text, subject=subject,
-                attachment_ids=attachment_ids, client_token=token, interactive=True,
+                attachment_ids=attachment_ids, client_token=token, interactive=True, buttons=buttons,
             )
         else:
             message = sending.message_send(
                 membership=membership, conversation=conversation, text=text, subject=subject,
-                attachment_ids=attachment_ids, client_token=token, interactive=True,
+                attachment_ids=attachment_ids, client_token=token, interactive=True, buttons=buttons,
             )
     except ServiceError as exc:
         if isinstance(exc, NotFound):
@@ -464,7 +469,7 @@ def _send(request, *, channel, contact, conversation, from_new=False):
         composer = _composer_context(
             action=action, channel=channel, policy=policy, contact=contact, text=text,
             attachments=_kept_attachments(request, attachment_ids), error=exc.message,
-            conversation=None if from_new else conversation, subject=subject,
+            conversation=None if from_new else conversation, subject=subject, buttons=buttons,
         )
         composer["client_token"] = token or composer["client_token"]
         response = render(request, "inbox/_composer.html", {"composer": composer}, status=422)

@@ -135,18 +135,38 @@ class ChannelAdmin(OrganizationScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         enabled = form.cleaned_data["enabled"]
+        values = form.credential_values()
         if not change:
-            created = services.channel_create(
-                organization=obj.organization, kind=obj.kind, name=obj.name, values=form.credential_values(),
-                enabled=enabled,
-            )
+            try:
+                created = services.channel_create(
+                    organization=obj.organization, kind=obj.kind, name=obj.name, values=values, enabled=enabled,
+                )
+            except ServiceError as exc:
+                if exc.code != "connect_failed":
+                    raise
+                # The provider refused to connect it (Telegram's setWebhook): kept in error with
+                # the reason, so the admin can fix the credentials and save again.
+                created = services.channel_create(
+                    organization=obj.organization, kind=obj.kind, name=obj.name, values=values, enabled=False,
+                )
+                self._connect_failed(request, created, exc)
             Channel.objects.filter(pk=created.pk).update(settings=obj.settings or {})
             obj.pk, obj._state.adding = created.pk, False
             obj.refresh_from_db()
             return
         obj.save()
-        services.channel_configure(channel=obj, values=form.credential_values(), enabled=enabled)
+        try:
+            services.channel_configure(channel=obj, values=values, enabled=enabled)
+        except ServiceError as exc:
+            if exc.code != "connect_failed":
+                raise
+            services.channel_configure(channel=obj, values=values, enabled=False)
+            self._connect_failed(request, obj, exc)
         obj.refresh_from_db()
+
+    def _connect_failed(self, request, channel: Channel, error: ServiceError) -> None:
+        services.channel_mark_error(channel=channel, reason=error.message)
+        self.message_user(request, f"Saved, but not connected: {error.message}", messages.ERROR)
 
 
 @admin.register(InboundEvent)

@@ -29,6 +29,7 @@ class ChannelOutputSerializer(serializers.Serializer):
         reply_window_hours = serializers.FloatField(allow_null=True)
         accepted_media_types = serializers.ListField(child=serializers.CharField())
         max_attachments = serializers.IntegerField()
+        max_buttons = serializers.IntegerField(help_text="Reply buttons a message may carry (0: none).")
 
     class Meta:
         ref_name = "Channel"
@@ -98,6 +99,7 @@ class ChannelOutputSerializer(serializers.Serializer):
             "reply_window_hours": window,
             "accepted_media_types": policy.accepted_types,
             "max_attachments": policy.max_attachments,
+            "max_buttons": policy.max_buttons,
         }
 
 

@@ -48,8 +48,9 @@ def address_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-# The provider's credentials never show among a debug page's local variables.
-@sensitive_variables("auth")
+# The provider's credentials never show among a debug page's local variables (nor the URL: the
+# Telegram Bot API's file URLs carry the bot's token).
+@sensitive_variables("auth", "url")
 def fetch_limited(
     url: str,
     *,

@@ -7,6 +7,7 @@ Secrets are write-only: nothing here returns, logs or renders them.
 import logging
 from collections.abc import Mapping
 
+from django.conf import settings
 from django.db import transaction
 
 from apps.core.errors import ServiceError
@@ -141,16 +142,30 @@ def credentials_clean(kind_key: str, values: Mapping[str, str], *, config: Mappi
     return config, secrets
 
 
-@transaction.atomic
 def channel_configure(*, channel: Channel, values: Mapping[str, str], enabled: bool = True,
                       name: str | None = None) -> Channel:
     """Store a channel's credentials (its kind's fields), and switch it on or off. Secrets left
     empty keep the stored ones (forms never show them back). New credentials clear an error
-    status: the admin fixed something."""
+    status: the admin fixed something. A kind that tells its provider where to call us
+    (`adapter.connect`) does so first, when credentials are submitted or the channel is in
+    error; a refusal raises ServiceError and stores nothing."""
+    stored = Channel.objects.get(pk=channel.pk)
+    config, secrets = credentials_clean(stored.kind, values, config=stored.config or {}, secrets=stored.secrets or {})
+    connected = None
+    if enabled and _reconnect_wanted(stored, values, config=config, secrets=secrets):
+        connected = _connect(stored, config=config, secrets=secrets, previous=stored)
+    return _channel_configure_store(channel=channel, values=values, enabled=enabled, name=name, connected=connected)
+
+
+@transaction.atomic
+def _channel_configure_store(*, channel: Channel, values: Mapping[str, str], enabled: bool, name: str | None,
+                             connected: Mapping[str, str] | None) -> Channel:
     channel = Channel.objects.select_for_update().get(pk=channel.pk)
     kind = catalog.KINDS[channel.kind]
     config, secrets = credentials_clean(channel.kind, values, config=channel.config or {}, secrets=channel.secrets or {})
-    changed = config != (channel.config or {}) or secrets != (channel.secrets or {})
+    config.update(connected or {})
+    # Connected again just now (`connected` is not None): the provider took the credentials.
+    changed = connected is not None or config != (channel.config or {}) or secrets != (channel.secrets or {})
     channel.config, channel.secrets = config, secrets
     if kind.address_from:
         channel.address = str(config.get(kind.address_from) or "")
@@ -164,17 +179,20 @@ def channel_configure(*, channel: Channel, values: Mapping[str, str], enabled: b
     return channel
 
 
-@transaction.atomic
 def channel_create(*, organization, kind: str, name: str, values: Mapping[str, str], enabled: bool = True) -> Channel:
-    """A new channel of the organization, configured in the same transaction."""
+    """A new channel of the organization. A kind that tells its provider where to call us
+    (`adapter.connect`: Telegram's setWebhook) does so before the channel is stored; a refusal
+    raises ServiceError and stores nothing."""
     if kind not in catalog.KINDS:
         raise ServiceError("invalid_kind", "Choose a kind of channel Parley supports.")
     config, secrets = credentials_clean(kind, values, config={}, secrets={}, creating=True)
     channel = Channel(organization=organization, kind=kind, name=(name or "").strip()[:100] or catalog.KINDS[kind].label,
                       config=config, secrets=secrets,
                       status=Channel.Status.ACTIVE if enabled else Channel.Status.DISABLED)
+    if enabled:
+        channel.config = {**config, **(_connect(channel, config=config, secrets=secrets) or {})}
     if catalog.KINDS[kind].address_from:
-        channel.address = str(config.get(catalog.KINDS[kind].address_from) or "")
+        channel.address = str(channel.config.get(catalog.KINDS[kind].address_from) or "")
     channel.save()
     return channel
 
@@ -205,3 +223,56 @@ def channel_poll(*, channel_id: int) -> int:
     except Exception as exc:  # noqa: BLE001 - an unreachable server is tried again at the next beat
         log.warning("channel %s not collected: %s", channel.pk, exc)
         return 0
+
+
+# Telling the provider where to call us (adapter.connect / disconnect) ---------------------------
+
+
+def _connect(channel: Channel, *, config: Mapping, secrets: Mapping, previous: Channel | None = None) -> dict | None:
+    """Call the kind's `adapter.connect` with these credentials (before they are stored): the
+    config it returns (the bot's name) is kept. None when the kind has no `connect` (or the
+    credentials are incomplete). Raises ServiceError with the provider's refusal in words a
+    person reads. When the credentials replace others (another bot), the previous ones are
+    disconnected, best effort."""
+    probe = Channel(organization_id=channel.organization_id, kind=channel.kind, uuid=channel.uuid, config=dict(config),
+                    secrets=dict(secrets))
+    try:
+        adapter = catalog.adapter_for(probe)
+    except LookupError:
+        return None
+    connect = getattr(adapter, "connect", None)
+    if connect is None or adapter.missing_configuration():
+        return None
+    kind = catalog.KINDS[channel.kind]
+    base = settings.PUBLIC_BASE_URL
+    urls = {hook.name: base + hook.path.format(uuid=channel.uuid) for hook in kind.webhooks}
+    try:
+        connected = dict(connect(webhook_urls=urls) or {})
+    except SendError as exc:
+        log.info("channel %s (%s) not connected: %s", channel.pk or "new", channel.kind, exc.code or type(exc).__name__)
+        raise ServiceError("connect_failed", exc.reason) from None
+    if previous is not None and (previous.secrets or {}) != dict(secrets):
+        _disconnect_quietly(previous)
+    return connected
+
+
+def _reconnect_wanted(channel: Channel, values: Mapping[str, str], *, config: Mapping, secrets: Mapping) -> bool:
+    """Connect again when credentials were submitted (even the same ones: "save to reconnect"),
+    changed, or the channel is in error (the admin is fixing it) or disabled (being enabled: a
+    disabled channel was stored without connecting)."""
+    kind = catalog.KINDS[channel.kind]
+    submitted = any(str(values.get(c.name) or "").strip() for c in kind.credentials)
+    changed = dict(config) != (channel.config or {}) or dict(secrets) != (channel.secrets or {})
+    return submitted or changed or channel.status in (Channel.Status.ERROR, Channel.Status.DISABLED)
+
+
+def _disconnect_quietly(channel: Channel) -> None:
+    """Undo `connect` for credentials being replaced (the old bot stops calling us). Best effort:
+    a revoked token cannot be disconnected, and nothing depends on it."""
+    try:
+        disconnect = getattr(catalog.adapter_for(channel), "disconnect", None)
+        if disconnect is not None:
+            disconnect()
+    except (SendError, LookupError) as exc:
+        log.info("channel %s: previous credentials not disconnected: %s", channel.pk, getattr(exc, "code", "") or
+                 type(exc).__name__)

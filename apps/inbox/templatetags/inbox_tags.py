@@ -219,6 +219,13 @@ OPT_IN_SOURCES = {
 
 
 @register.filter
+def attribute_label(name) -> str:
+    """A contact attribute's name as agents read it ("telegram_deep_link" -> "Telegram deep link")."""
+    name = str(name)
+    return name.replace("_", " ").strip().capitalize() or name
+
+
+@register.filter
 def opt_in_source(value) -> str:
     return OPT_IN_SOURCES.get(str(value), str(value).replace("_", " "))
 

@@ -96,6 +96,10 @@ class ChannelPolicy:
     # category -> (allowed content types, max bytes); empty = no media on this channel.
     media: Mapping[str, tuple[frozenset[str], int]] = field(default_factory=dict)
     max_attachments: int = 10
+    # Reply buttons a message may carry (Telegram's inline keyboard): how many, and how long each
+    # label may be. 0: none. A tap comes back as the customer's reply, in the button's words.
+    max_buttons: int = 0
+    button_text_limit: int = 64
     # After `reply_window`, replies may still go out with a message tag until this long after the
     # last inbound (Messenger / Instagram `HUMAN_AGENT`: 7 days).
     extended_window: timedelta | None = None
@@ -164,7 +168,7 @@ class MediaRef:
     content_type: str
     # Media the message carries itself (an email's attachments): no download, these bytes.
     content: bytes | None = None
-    filename: str = ""
+    filename: str = ""  # the sender's name for the file, when the provider says (a document)
 
 
 @dataclass(frozen=True)
@@ -195,16 +199,30 @@ class InboundMessage:
     # What the kind shows beside the text (email: sender, recipients, sanitized HTML, the full text
     # with its quoted history): kept on the message as `Message.details`.
     details: Mapping | None = None
+    # What the provider tells us about the contact, kept in their custom attributes (their
+    # Telegram username, the payload of the deep link they came through).
+    contact_attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MessageEdit:
+    """The customer edited a message they sent: its new text (or caption)."""
+
+    external_id: str
+    sender: str
+    text: str
+    edited_at: datetime | None = None  # the provider's time of the edit: an older edit never wins
 
 
 @dataclass(frozen=True)
 class ConsentChange:
-    """The provider says an address may no longer be written to (an email complaint): the effect
-    (OPT_OUT or BLOCKED) on the contact behind `sender`, on this kind, with the reason."""
+    """What we may send the contact behind `sender` on this kind of channel changed, without a
+    message: "block" / "unblock" (a Telegram user stopped or restarted the bot; an email
+    complaint or hard bounce), "opt_out" / "opt_in"; with the reason."""
 
     sender: str
-    effect: str
-    reason: str
+    change: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -247,8 +265,9 @@ class OutboundAttachment:
     url: str  # a signed, expiring public URL the provider fetches from us
     content_type: str
     filename: str
-    # Reads our stored copy, for providers that take the bytes (SMTP) rather than a URL.
-    read: Callable[[], bytes] | None = None
+    # The file's bytes, for providers that take uploads rather than links (SMTP; Telegram by URL
+    # only takes small photos and a few document types).
+    read: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -268,6 +287,7 @@ class OutboundMessage:
     replies_to: tuple[str, ...] = ()
     reply_token: str = ""
     signature: str = ""  # the agent's signature, appended by kinds that sign (email)
+    buttons: tuple[str, ...] = ()  # reply buttons' labels (policy.max_buttons), under the message
 
 
 @dataclass(frozen=True)
@@ -297,6 +317,11 @@ class Adapter(Protocol):
       returns config to store (the bot's name);
     - `disconnect() -> None`: undo `connect` (Telegram `deleteWebhook`) when the channel is
       disconnected;
+      `check`, `connect` and `disconnect` raise SendError subclasses with the sentence to show;
+    - `acknowledge(event_kind, body) -> None`: answer the provider about an event once it is
+      processed, where the provider waits for that (Telegram `answerCallbackQuery` stops the
+      spinner on the button the customer tapped). Called once per event, after its processing
+      committed, best effort: a failure is logged and changes nothing;
     - `mark_read(*, to, external_id)`, `typing(*, to)`, `profile(user_id) -> {"name", "avatar_url"}`.
     """
 

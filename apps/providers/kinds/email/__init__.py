@@ -273,7 +273,7 @@ class EmailAdapter:
         if event_kind == "status":
             return _bounce(body)
         if event_kind == "consent":
-            return ConsentChange(sender=str(body["recipient"]), effect=BLOCKED,
+            return ConsentChange(sender=str(body["recipient"]), change="block",
                                  reason="They reported our email as spam." if body.get("ses") == "complaint"
                                  else str(body.get("reason") or "Undeliverable."))
         if event_kind == "other" and body.get("Type") == "SubscriptionConfirmation":

@@ -23,7 +23,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--channel", required=True, help="Channel uuid or id")
-        parser.add_argument("--from", dest="sender", required=True, help="Sender phone, E.164 (+60123456789)")
+        parser.add_argument("--from", dest="sender", required=True,
+                            help="Sender: a phone, E.164 (+60123456789), or the channel's address (a Telegram chat id)")
         parser.add_argument("--name", default="", help="The sender's profile name")
         parser.add_argument("--text", default="", help="Message text")
         parser.add_argument("--media-url", default="", help="A media URL the provider would host (Twilio only)")
@@ -32,15 +33,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         channel = _channel(options["channel"])
-        try:
-            sender = phone_normalize(options["sender"])
-        except ServiceError as exc:
-            raise CommandError(exc.message) from None
-        if not sender:
-            raise CommandError("--from is required.")
         kind = catalog.kind_of(channel.kind)
         if kind is None or kind.simulate is None:
             raise CommandError(f"Cannot simulate inbound messages for {channel.get_kind_display()} channels.")
+        sender = options["sender"].strip()
+        if kind.policy.needs_phone:
+            try:
+                sender = phone_normalize(sender)
+            except ServiceError as exc:
+                raise CommandError(exc.message) from None
+        if not sender:
+            raise CommandError("--from is required.")
         try:
             webhook = kind.simulate(channel, sender=sender, name=options["name"], text=options["text"],
                                     media_url=options["media_url"])

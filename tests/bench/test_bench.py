@@ -82,19 +82,30 @@ def test_the_cost_meter_counts_a_process_group_s_cpu_and_not_its_idle():
 
     from bench import costs
 
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"],
-                            start_new_session=True)
+    # A process that, when told, burns 0.3 s of CPU (its own clock, whatever the machine's load),
+    # says so, and then sleeps.
+    script = (
+        "import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\nstart = time.process_time()\n"
+        "while time.process_time() - start < 0.3: pass\nprint('done', flush=True)\ntime.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
     try:
-        meter = costs.Meter(busy=busy.pid)
-        cpu, elapsed = meter.measure(lambda: __import__("time").sleep(0.5))
-        # A spinning process burns about a core: its CPU over the stretch is about the stretch.
-        assert 0.25 * elapsed * 1000 < cpu["busy"] < 1.5 * elapsed * 1000
-        meter.calibrate(0.5)
-        idle_corrected, _ = meter.measure(lambda: __import__("time").sleep(0.5))
-        assert idle_corrected["busy"] < cpu["busy"]
+        assert child.stdout.readline().strip() == "ready"
+        meter = costs.Meter(child=child.pid)
+        meter.calibrate(0.3)  # asleep, waiting for its cue: no idle cost
+        assert meter.idle_per_s["child"] < 50
+
+        def burn():
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "done"
+
+        cpu, _ = meter.measure(burn)
+        assert 250 <= cpu["child"] <= 450
     finally:
-        busy.kill()
-        busy.wait()
+        child.kill()
+        child.wait()
 
 
 def test_the_profile_summary_names_the_functions_with_their_share(tmp_path):
